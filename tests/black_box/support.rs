@@ -1,0 +1,294 @@
+//! Running the real binary for a test, and talking HTTP to it.
+//!
+//! `Server::start` runs the example as a user would, on `127.0.0.1:0`, learns
+//! its port from the `Listening` line and keeps every line it prints. The
+//! process is killed when the `Server` is dropped, also when a test panics,
+//! and then its stdout and stderr are printed so the failure can be read.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gotham::bytes::Bytes;
+use gotham::http_body_util::{BodyExt, Empty};
+use gotham::hyper::StatusCode;
+use gotham::hyper_util::client::legacy::connect::HttpConnector;
+use gotham::hyper_util::client::legacy::Client;
+use gotham::hyper_util::rt::TokioExecutor;
+
+/// The example's binary, built by cargo for the tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_gotham_examples_handlers_simple_async_handlers");
+
+/// How long a starting server may take to print its `Listening` line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server prints first, before the address.
+pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
+
+/// The example's binary, running in a child process.
+pub struct Server {
+    child: Child,
+    command: String,
+    pub addr: SocketAddr,
+    // A std mutex, not tokio's: it is held only to push or copy lines, never
+    // across an `.await`, and the reader threads are not async.
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts the binary on a port the system picks.
+    pub fn start() -> Server {
+        Server::start_with_args(&["127.0.0.1:0"])
+    }
+
+    /// Starts the binary with `args` and waits for its `Listening` line.
+    pub fn start_with_args(args: &[&str]) -> Server {
+        let command = format!("{BINARY} {}", args.join(" "));
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let child_stdout = child.stdout.take().expect("stdout is piped");
+        let child_stderr = child.stderr.take().expect("stderr is piped");
+        let readers = vec![
+            std::thread::spawn({
+                let stdout = Arc::clone(&stdout);
+                move || {
+                    for line in BufReader::new(child_stdout).lines() {
+                        let Ok(line) = line else { break };
+                        stdout.lock().unwrap().push(line);
+                    }
+                }
+            }),
+            std::thread::spawn({
+                let stderr = Arc::clone(&stderr);
+                move || {
+                    let mut text = String::new();
+                    let _ = BufReader::new(child_stderr).read_to_string(&mut text);
+                    stderr.lock().unwrap().push_str(&text);
+                }
+            }),
+        ];
+
+        let mut server = Server {
+            child,
+            command,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stdout,
+            stderr,
+            readers,
+        };
+        let first_line = server.wait_for_line_blocking(|_| true, START_TIMEOUT);
+        let addr = first_line
+            .as_deref()
+            .and_then(|line| line.strip_prefix(LISTENING_PREFIX))
+            .and_then(|addr| addr.parse().ok());
+        match addr {
+            Some(addr) => server.addr = addr,
+            None => panic!(
+                "expected a first line `{LISTENING_PREFIX}ADDR` within {START_TIMEOUT:?}, got {first_line:?}"
+            ),
+        }
+        server
+    }
+
+    /// `http://ADDR/PATH_AND_QUERY` for this server.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// Every line the server has printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// How many stdout lines so far are exactly `line`.
+    pub fn count_lines(&self, line: &str) -> usize {
+        count(&self.stdout.lock().unwrap(), line)
+    }
+
+    /// Waits until the server's stdout lines so far satisfy `done`; `what`
+    /// says what was awaited if they do not within `timeout`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.stdout.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "waited {timeout:?} for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until `wanted` lines exactly equal to `line` were printed.
+    pub async fn wait_for_count(&self, line: &str, wanted: usize, timeout: Duration) {
+        let what = format!("{wanted} lines `{line}`");
+        self.wait_until(&what, timeout, |lines| count(lines, line) >= wanted)
+            .await;
+    }
+
+    fn wait_for_line_blocking(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stdout.lock().unwrap().iter().find(|l| wanted(l)) {
+                return Some(line.clone());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Checks that the server still answers a well-formed request correctly
+    /// (a server that crashed fails here too: the GET cannot connect).
+    pub async fn assert_still_answers(&self, after: &str) {
+        let answer = get(&self.url("/sleep?seconds=0")).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "slept for 0 seconds\n"),
+            "the server stopped answering properly after {after}"
+        );
+    }
+}
+
+fn count(lines: &[String], wanted: &str) -> usize {
+    lines.iter().filter(|line| *line == wanted).count()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- command: {}", self.command);
+            eprintln!(
+                "--- server stdout:\n{}",
+                self.stdout.lock().unwrap().join("\n")
+            );
+            eprintln!("--- server stderr:\n{}", self.stderr.lock().unwrap());
+        }
+    }
+}
+
+/// How a run of the binary that was expected to end, ended.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with `args` and waits, at most 10 s, for it to exit.
+pub fn run_to_exit(args: &[&str]) -> Exited {
+    let command = format!("{BINARY} {}", args.join(" "));
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waiting on the child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("reading its output");
+            panic!(
+                "{command} was still running after 10 s\n--- stdout:\n{}\n--- stderr:\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("reading its output");
+    Exited {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A complete answer to a GET.
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// hyper-util's client, the one gotham itself re-exports.
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GETs `url` with a fresh client; panics with the URL if it fails.
+pub async fn get(url: &str) -> Answer {
+    get_with(&client(), url)
+        .await
+        .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+}
+
+/// GETs `url` with `client`, reading the whole body.
+pub async fn get_with(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    url: &str,
+) -> Result<Answer, String> {
+    let uri = url.parse().map_err(|error| format!("bad URL: {error}"))?;
+    let response = client.get(uri).await.map_err(|error| error.to_string())?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    let body = String::from_utf8(body.to_vec()).map_err(|error| error.to_string())?;
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// Sends `bytes` on a fresh connection and returns everything the server
+/// writes back before it closes the connection (or before 5 s pass).
+///
+/// Only for deliberately malformed input; well-formed requests go through a
+/// real HTTP client. The write side stays open: hyper takes a half-closed
+/// connection for a client that has gone away.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream.write_all(bytes).await.expect("sends");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    answer
+}
