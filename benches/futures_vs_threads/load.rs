@@ -1,0 +1,188 @@
+//! The load: N connections opened first, then one sleep request on each, all
+//! at once (a closed loop of one round).
+//!
+//! Connections are opened ahead, a bounded number at a time, because a burst
+//! of thousands of connects overflows the listen backlog (128) and would
+//! measure the kernel's SYN retries (a second each) rather than the server.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use gotham::bytes::Bytes;
+use gotham::http_body_util::{BodyExt, Empty};
+use gotham::hyper::client::conn::http1::{self, SendRequest};
+use gotham::hyper::{Request, StatusCode};
+use gotham::hyper_util::rt::TokioIo;
+use hdrhistogram::Histogram;
+use tokio::net::TcpStream;
+
+use crate::probe::{self, PeakSampler, Reading};
+use crate::servers::{Kind, ServerProcess};
+
+/// How long each request sleeps on the server.
+pub const SLEEP: Duration = Duration::from_secs(1);
+/// Connects in flight at once while connections are opened.
+const CONNECTING_AT_ONCE: usize = 64;
+/// A request not answered by then counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything measured for one server at one N.
+pub struct Run {
+    pub server: Kind,
+    pub requests: usize,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Latency minus the 1 s sleep, in microseconds, of the requests that
+    /// succeeded.
+    pub overhead_us: Histogram<u64>,
+    /// The server before any connection, with N idle connections, and at its
+    /// largest while the requests were in flight.
+    pub fresh: Reading,
+    pub connected: Reading,
+    pub in_flight_peak: Reading,
+    pub server_cpu_s: f64,
+    pub load_cpu_s: f64,
+}
+
+impl Run {
+    fn per_request_kib(&self, from: u64, to: u64) -> f64 {
+        to.saturating_sub(from) as f64 / self.requests.max(1) as f64
+    }
+
+    /// RSS added per request in flight, over the idle connections.
+    pub fn user_kib_per_request(&self) -> f64 {
+        self.per_request_kib(self.connected.rss_kib, self.in_flight_peak.rss_kib)
+    }
+
+    /// Kernel memory (KernelStack + Slab) added per request in flight.
+    pub fn kernel_kib_per_request(&self) -> f64 {
+        self.per_request_kib(self.connected.kernel_kib, self.in_flight_peak.kernel_kib)
+    }
+
+    /// User + kernel memory per open, idle connection, the same for all.
+    pub fn kib_per_connection(&self) -> f64 {
+        self.per_request_kib(self.fresh.rss_kib, self.connected.rss_kib)
+            + self.per_request_kib(self.fresh.kernel_kib, self.connected.kernel_kib)
+    }
+}
+
+async fn connect(server: std::net::SocketAddr) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let stream = TcpStream::connect(server)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("handshake: {error}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Sends one `/sleep?seconds=1` and returns how long its answer took.
+async fn sleep_once(
+    mut sender: SendRequest<Empty<Bytes>>,
+    host: String,
+) -> Result<Duration, String> {
+    let request = Request::get("/sleep?seconds=1")
+        .header("host", host)
+        .body(Empty::new())
+        .map_err(|error| error.to_string())?;
+    let sent = Instant::now();
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| error.to_string())?
+            .to_bytes();
+        if status == StatusCode::OK && body == "slept for 1 seconds\n" {
+            Ok(sent.elapsed())
+        } else {
+            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+        }
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
+}
+
+/// Starts a `kind` server, loads it with `requests` sleeps, and measures.
+pub async fn run(kind: Kind, requests: usize) -> Run {
+    let server = ServerProcess::start(kind);
+    let pid = server.pid();
+    let host = server.addr.to_string();
+    // Let the new process settle before the first reading.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = probe::read(pid);
+
+    let connections: Vec<_> = stream::iter(0..requests)
+        .map(|_| connect(server.addr))
+        .buffer_unordered(CONNECTING_AT_ONCE)
+        .collect()
+        .await;
+    let mut failed = 0;
+    let mut senders = Vec::with_capacity(requests);
+    for connection in connections {
+        match connection {
+            Ok(sender) => senders.push(sender),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{}: {error}", kind.name());
+            }
+        }
+    }
+    // The server accepts on its own schedule; give it time to take in every
+    // connection before the idle reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connected = probe::read(pid);
+
+    let sampler = PeakSampler::start(pid);
+    let load_cpu_before = probe::cpu_seconds("self");
+    let answers = futures::future::join_all(
+        senders
+            .into_iter()
+            .map(|sender| sleep_once(sender, host.clone())),
+    )
+    .await;
+    let load_cpu_s = probe::cpu_seconds("self") - load_cpu_before;
+    let mut in_flight_peak = sampler.stop();
+    in_flight_peak.peak_rss_kib = probe::read(pid).peak_rss_kib;
+    let server_cpu_s = probe::cpu_seconds(&pid.to_string());
+
+    // Fixed bounds, 1 µs to an hour at 3 significant digits: an auto-resizing
+    // histogram does not grow on `saturating_record` and would clamp.
+    let mut overhead_us =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("a histogram");
+    let mut succeeded = 0;
+    for answer in answers {
+        match answer {
+            Ok(latency) => {
+                succeeded += 1;
+                let overhead = latency.saturating_sub(SLEEP).as_micros() as u64;
+                overhead_us.saturating_record(overhead);
+            }
+            Err(error) => {
+                failed += 1;
+                if failed <= 5 {
+                    eprintln!("{}: {error}", kind.name());
+                }
+            }
+        }
+    }
+    Run {
+        server: kind,
+        requests,
+        succeeded,
+        failed,
+        overhead_us,
+        fresh,
+        connected,
+        in_flight_peak,
+        server_cpu_s,
+        load_cpu_s,
+    }
+}

@@ -1,0 +1,180 @@
+//! Measures the README's claim: waiting with futures costs less than a
+//! thread per request.
+//!
+//! ```text
+//! cargo bench --bench futures_vs_threads            # the full run, a few minutes
+//! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
+//! ```
+//!
+//! `cargo test` runs the quick mode too (in the test profile), so the
+//! benchmark cannot rot; it asserts that every run succeeded and the report
+//! has every column, and nothing about speed.
+//!
+//! Each server runs in its own process (see `servers.rs`). For each server
+//! and N, `load.rs` opens N connections, sends one `/sleep?seconds=1` on
+//! each at once, and records the latency over the sleep and the server's
+//! memory, threads and CPU time (`probe.rs`). `report.rs` writes a markdown
+//! table to stdout and a CSV file and an SVG chart under
+//! `target/futures_vs_threads/`.
+
+mod load;
+mod probe;
+mod report;
+mod servers;
+
+use std::path::PathBuf;
+
+use load::Run;
+use servers::Kind;
+
+/// The N of the full run; the largest the descriptor limit allows is added.
+const FULL_NS: [usize; 3] = [1_000, 5_000, 10_000];
+/// The blocking server is only run small: it answers two requests a second.
+const BLOCKING_N: usize = 20;
+/// The quick mode's N.
+const QUICK_N: usize = 50;
+/// Descriptors kept back from the limit for everything but connections.
+const DESCRIPTOR_RESERVE: u64 = 200;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, kind, addr, ..] = args.as_slice() {
+        if flag == "--serve" {
+            let kind = Kind::from_name(kind).unwrap_or_else(|| panic!("no server {kind}"));
+            servers::serve(kind, addr);
+        }
+    }
+    // `cargo bench` passes `--bench`; `cargo test` does not.
+    let full = args.iter().any(|arg| arg == "--bench") && !args.iter().any(|arg| arg == "--quick");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let out_dir = target_dir().join("futures_vs_threads");
+    if full {
+        runtime.block_on(full_run(out_dir));
+    } else {
+        runtime.block_on(quick_run(out_dir.join("quick")));
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+async fn full_run(out_dir: PathBuf) {
+    let limit = probe::raise_descriptor_limit();
+    let largest = (limit.saturating_sub(DESCRIPTOR_RESERVE) / 500 * 500) as usize;
+    let mut ns: Vec<usize> = FULL_NS.iter().copied().filter(|&n| n <= largest).collect();
+    if ns.len() < FULL_NS.len() {
+        eprintln!("N cut to {largest} by the descriptor limit of {limit}");
+    }
+    if ns.last() != Some(&largest) {
+        ns.push(largest);
+    }
+    eprintln!("descriptor limit {limit}: N = {ns:?}");
+
+    let mut runs = Vec::new();
+    for &n in &ns {
+        for kind in [Kind::Futures, Kind::ThreadPerRequest] {
+            eprintln!("{} with N = {n} ...", kind.name());
+            runs.push(load::run(kind, n).await);
+        }
+    }
+    eprintln!("blocking with N = {BLOCKING_N} ...");
+    runs.push(load::run(Kind::Blocking, BLOCKING_N).await);
+    write_report(&runs, &out_dir, &machine_description());
+}
+
+async fn quick_run(out_dir: PathBuf) {
+    let mut runs = Vec::new();
+    for kind in [Kind::Futures, Kind::ThreadPerRequest] {
+        runs.push(load::run(kind, QUICK_N).await);
+    }
+    write_report(&runs, &out_dir, "quick mode");
+
+    for run in &runs {
+        assert_eq!(
+            (run.succeeded, run.failed),
+            (QUICK_N as u64, 0),
+            "{}: every request should succeed",
+            run.server.name()
+        );
+        let cells = report::cells(run);
+        assert_eq!(cells.len(), report::COLUMNS.len());
+        for (column, cell) in report::COLUMNS.iter().zip(&cells) {
+            assert!(
+                !cell.is_empty() && cell != "-",
+                "{}: no value for `{column}`",
+                run.server.name()
+            );
+        }
+    }
+    let table = report::markdown(&runs);
+    let header = table.lines().next().unwrap_or_default();
+    for column in report::COLUMNS {
+        assert!(
+            header.contains(column),
+            "the table has no `{column}` column"
+        );
+    }
+    for file in ["results.csv", "chart.svg", "report.md"] {
+        let size = std::fs::metadata(out_dir.join(file)).map(|m| m.len());
+        assert!(matches!(size, Ok(1..)), "{file} was not written");
+    }
+    println!(
+        "quick mode: every run succeeded and the report has all {} columns",
+        report::COLUMNS.len()
+    );
+}
+
+fn write_report(runs: &[Run], out_dir: &PathBuf, about: &str) {
+    std::fs::create_dir_all(out_dir).expect("the output folder");
+    let table = report::markdown(runs);
+    let document = format!("{about}\n\n{table}");
+    println!("{document}");
+    std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
+    std::fs::write(out_dir.join("results.csv"), report::csv(runs)).expect("results.csv");
+    report::chart(runs, &out_dir.join("chart.svg")).expect("chart.svg");
+    eprintln!("written to {}", out_dir.display());
+}
+
+/// The machine, kernel, versions and date, for the report's first lines.
+fn machine_description() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram_gib = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+        .unwrap_or_default();
+    let version = |name: &str| {
+        let entry = format!("name = \"{name}\"\nversion = \"");
+        lock.split_once(&entry)
+            .and_then(|(_, rest)| rest.split('"').next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cores} cores, {ram_gib:.0} GiB RAM, Linux {}, gotham {}, hyper {}, tokio {}, \
+         {} server worker threads, {date}",
+        kernel.trim(),
+        version("gotham"),
+        version("hyper"),
+        version("tokio"),
+        servers::WORKER_THREADS,
+    )
+}
