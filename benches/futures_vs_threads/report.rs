@@ -84,6 +84,9 @@ pub fn csv(runs: &[Run]) -> String {
     text
 }
 
+/// A number the chart draws for one run.
+type Metric = fn(&Run) -> f64;
+
 /// Memory per request and p99 overhead against N, one line per server that
 /// ran at more than one N (the blocking server runs at one small N only).
 pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
