@@ -96,17 +96,15 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
     let max_n = runs.iter().map(|run| run.requests).max().unwrap_or(1) as f64;
 
     let series: Vec<(Kind, RGBColor)> = vec![(Kind::Futures, BLUE), (Kind::ThreadPerRequest, RED)];
-    let panels: [(&DrawingArea<_, _>, &str, fn(&Run) -> f64); 2] = [
-        (
-            &left,
-            "memory per in-flight request, KiB (user + kernel)",
-            |run: &Run| run.user_kib_per_request() + run.kernel_kib_per_request(),
-        ),
-        (&right, "p99 latency over the 1 s sleep, ms", |run: &Run| {
+    let panels: [(&str, Metric); 2] = [
+        ("memory per in-flight request, KiB (user + kernel)", |run| {
+            run.user_kib_per_request() + run.kernel_kib_per_request()
+        }),
+        ("p99 latency over the 1 s sleep, ms", |run| {
             run.overhead_us.value_at_quantile(0.99) as f64 / 1000.0
         }),
     ];
-    for (area, title, value) in panels {
+    for (area, (title, value)) in [left, right].iter().zip(panels) {
         let max_y = runs.iter().map(value).fold(0.0, f64::max).max(1.0) * 1.1;
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
