@@ -40,7 +40,9 @@ pub struct Run {
     pub fresh: Reading,
     pub connected: Reading,
     pub in_flight_peak: Reading,
-    pub server_cpu_s: f64,
+    /// Server CPU time from its start, user and system.
+    pub server_cpu_s: (f64, f64),
+    /// This process's CPU time while the requests were in flight.
     pub load_cpu_s: f64,
 }
 
@@ -141,14 +143,18 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
     let connected = probe::read(pid);
 
     let sampler = PeakSampler::start(pid);
-    let load_cpu_before = probe::cpu_seconds("self");
+    let load_cpu = || {
+        let (user, system) = probe::cpu_seconds("self");
+        user + system
+    };
+    let load_cpu_before = load_cpu();
     let answers = futures::future::join_all(
         senders
             .into_iter()
             .map(|sender| sleep_once(sender, host.clone())),
     )
     .await;
-    let load_cpu_s = probe::cpu_seconds("self") - load_cpu_before;
+    let load_cpu_s = load_cpu() - load_cpu_before;
     let mut in_flight_peak = sampler.stop();
     in_flight_peak.peak_rss_kib = probe::read(pid).peak_rss_kib;
     let server_cpu_s = probe::cpu_seconds(&pid.to_string());

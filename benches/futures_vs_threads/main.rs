@@ -4,7 +4,10 @@
 //! ```text
 //! cargo bench --bench futures_vs_threads            # the full run, a few minutes
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
+//! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! ```
+//!
+//! The last form runs one server at one N, e.g. under `perf record -a`.
 //!
 //! `cargo test` runs the quick mode too (in the test profile), so the
 //! benchmark cannot rot; it asserts that every run succeeded and the report
@@ -53,7 +56,19 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let out_dir = target_dir().join("futures_vs_threads");
-    if full {
+    let value_of = |flag: &str| {
+        let at = args.iter().position(|arg| arg == flag)?;
+        args.get(at + 1).cloned()
+    };
+    if let (Some(kind), Some(n)) = (value_of("--server"), value_of("--n")) {
+        let kind = Kind::from_name(&kind).unwrap_or_else(|| panic!("no server {kind}"));
+        let n = n
+            .parse()
+            .unwrap_or_else(|_| panic!("--n takes a number, not {n}"));
+        probe::raise_descriptor_limit();
+        let run = runtime.block_on(load::run(kind, n));
+        write_report(&[run], &out_dir.join("one"), &machine_description());
+    } else if full {
         runtime.block_on(full_run(out_dir));
     } else {
         runtime.block_on(quick_run(out_dir.join("quick")));

@@ -43,22 +43,24 @@ pub fn read(pid: u32) -> Reading {
     }
 }
 
-/// User + system CPU seconds used so far by process `pid` ("self" works).
-pub fn cpu_seconds(pid: &str) -> f64 {
+/// CPU seconds used so far by process `pid` ("self" works): (user, system).
+pub fn cpu_seconds(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name, field 2, may hold spaces; the fields after its
-    // closing parenthesis are plain. utime and stime are fields 14 and 15.
+    // The command name (field 2) may hold spaces, so count the fields after
+    // its closing parenthesis: the first of those is field 3, which puts
+    // utime (field 14) at index 11 and stime (field 15) at index 12.
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let seconds = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+            .unwrap_or(0) as f64
+            / ticks_per_second
     };
-    // Fields are counted from 3 after the name: utime is the 12th of them.
-    let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    (ticks(11) + ticks(12)) as f64 / clock_ticks
+    (seconds(11), seconds(12))
 }
 
 /// Samples a process every few milliseconds on its own thread, keeping the

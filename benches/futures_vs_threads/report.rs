@@ -23,7 +23,7 @@ pub const COLUMNS: [&str; 16] = [
     "memory KiB/request",
     "KiB/idle connection",
     "peak threads",
-    "server CPU s",
+    "server CPU s (user + sys)",
     "load-gen CPU s",
 ];
 
@@ -39,6 +39,13 @@ fn ms(run: &Run, quantile: f64) -> String {
 
 /// One run's cells, in the order of `COLUMNS`.
 pub fn cells(run: &Run) -> Vec<String> {
+    // Memory per request divides growth by N, which assumes all N requests
+    // are in flight together. The blocking server never has more than one
+    // per worker thread in flight, so for it the figure would mean nothing.
+    let per_request = |kib: f64| match run.server {
+        Kind::Blocking => "-".to_string(),
+        _ => format!("{kib:.1}"),
+    };
     let max_ms = if run.succeeded == 0 {
         "-".to_string()
     } else {
@@ -62,7 +69,7 @@ pub fn cells(run: &Run) -> Vec<String> {
         ),
         format!("{:.1}", run.kib_per_connection()),
         run.in_flight_peak.threads.to_string(),
-        format!("{:.2}", run.server_cpu_s),
+        format!("{:.2} + {:.2}", run.server_cpu_s.0, run.server_cpu_s.1),
         format!("{:.2}", run.load_cpu_s),
     ]
 }
