@@ -61,12 +61,9 @@ pub fn cells(run: &Run) -> Vec<String> {
         ms(run, 0.999),
         max_ms,
         format!("{:.1}", run.in_flight_peak.peak_rss_kib as f64 / 1024.0),
-        format!("{:.1}", run.user_kib_per_request()),
-        format!("{:.1}", run.kernel_kib_per_request()),
-        format!(
-            "{:.1}",
-            run.user_kib_per_request() + run.kernel_kib_per_request()
-        ),
+        per_request(run.user_kib_per_request()),
+        per_request(run.kernel_kib_per_request()),
+        per_request(run.user_kib_per_request() + run.kernel_kib_per_request()),
         format!("{:.1}", run.kib_per_connection()),
         run.in_flight_peak.threads.to_string(),
         format!("{:.2} + {:.2}", run.server_cpu_s.0, run.server_cpu_s.1),
