@@ -97,9 +97,13 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let max_n = runs.iter().map(|run| run.requests).max().unwrap_or(1) as f64;
-
     let series: Vec<(Kind, RGBColor)> = vec![(Kind::Futures, BLUE), (Kind::ThreadPerRequest, RED)];
+    let drawn: Vec<&Run> = runs
+        .iter()
+        .filter(|run| run.succeeded > 0 && series.iter().any(|(kind, _)| *kind == run.server))
+        .collect();
+    let max_n = drawn.iter().map(|run| run.requests).max().unwrap_or(1) as f64;
+
     let panels: [(&str, Metric); 2] = [
         ("memory per in-flight request, KiB (user + kernel)", |run| {
             run.user_kib_per_request() + run.kernel_kib_per_request()
@@ -109,7 +113,12 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
         }),
     ];
     for (area, (title, value)) in [left, right].iter().zip(panels) {
-        let max_y = runs.iter().map(value).fold(0.0, f64::max).max(1.0) * 1.1;
+        let max_y = drawn
+            .iter()
+            .map(|run| value(run))
+            .fold(0.0, f64::max)
+            .max(1.0)
+            * 1.1;
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 16))
             .margin(12)
@@ -119,11 +128,14 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
         chart
             .configure_mesh()
             .x_desc("concurrent requests (N)")
+            .x_labels(6)
+            .x_label_formatter(&|n| format!("{:.0}", n))
+            .y_label_formatter(&|y| format!("{:.0}", y))
             .draw()?;
         for (kind, colour) in &series {
-            let points: Vec<(f64, f64)> = runs
+            let points: Vec<(f64, f64)> = drawn
                 .iter()
-                .filter(|run| run.server == *kind && run.succeeded > 0)
+                .filter(|run| run.server == *kind)
                 .map(|run| (run.requests as f64, value(run)))
                 .collect();
             chart
@@ -136,7 +148,7 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE)
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::MiddleRight)
             .draw()?;
     }
     root.present()?;
