@@ -104,15 +104,20 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
         .collect();
     let max_n = drawn.iter().map(|run| run.requests).max().unwrap_or(1) as f64;
 
-    let panels: [(&str, Metric); 2] = [
-        ("memory per in-flight request, KiB (user + kernel)", |run| {
-            run.user_kib_per_request() + run.kernel_kib_per_request()
-        }),
-        ("p99 latency over the 1 s sleep, ms", |run| {
-            run.overhead_us.value_at_quantile(0.99) as f64 / 1000.0
-        }),
+    // Each panel's legend goes where its lines are not.
+    let panels: [(&str, Metric, SeriesLabelPosition); 2] = [
+        (
+            "memory per in-flight request, KiB (user + kernel)",
+            |run| run.user_kib_per_request() + run.kernel_kib_per_request(),
+            SeriesLabelPosition::MiddleRight,
+        ),
+        (
+            "p99 latency over the 1 s sleep, ms",
+            |run| run.overhead_us.value_at_quantile(0.99) as f64 / 1000.0,
+            SeriesLabelPosition::UpperLeft,
+        ),
     ];
-    for (area, (title, value)) in [left, right].iter().zip(panels) {
+    for (area, (title, value, legend_at)) in [left, right].iter().zip(panels) {
         let max_y = drawn
             .iter()
             .map(|run| value(run))
@@ -148,7 +153,7 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE)
-            .position(SeriesLabelPosition::MiddleRight)
+            .position(legend_at)
             .draw()?;
     }
     root.present()?;
