@@ -28,6 +28,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the server prints first, before the address.
 pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
 
+/// Runs the binary with `args`, its stdout and stderr piped to this process;
+/// returns the child and the command line, for messages.
+fn spawn_binary(args: &[&str]) -> (Child, String) {
+    let command = format!("{BINARY} {}", args.join(" "));
+    let child = Command::new(BINARY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+    (child, command)
+}
+
 /// The example's binary, running in a child process.
 pub struct Server {
     child: Child,
@@ -48,14 +62,7 @@ impl Server {
 
     /// Starts the binary with `args` and waits for its `Listening` line.
     pub fn start_with_args(args: &[&str]) -> Server {
-        let command = format!("{BINARY} {}", args.join(" "));
-        let mut child = Command::new(BINARY)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+        let (mut child, command) = spawn_binary(args);
 
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -200,14 +207,7 @@ pub struct Exited {
 
 /// Runs the binary with `args` and waits, at most 10 s, for it to exit.
 pub fn run_to_exit(args: &[&str]) -> Exited {
-    let command = format!("{BINARY} {}", args.join(" "));
-    let mut child = Command::new(BINARY)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
+    let (mut child, command) = spawn_binary(args);
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().expect("waiting on the child").is_none() {
         if Instant::now() > deadline {
