@@ -96,7 +96,7 @@ impl Server {
             stderr,
             readers,
         };
-        let first_line = server.wait_for_line_blocking(|_| true, START_TIMEOUT);
+        let first_line = server.first_line_blocking(START_TIMEOUT);
         let addr = first_line
             .as_deref()
             .and_then(|line| line.strip_prefix(LISTENING_PREFIX))
@@ -147,14 +147,12 @@ impl Server {
             .await;
     }
 
-    fn wait_for_line_blocking(
-        &self,
-        wanted: impl Fn(&str) -> bool,
-        timeout: Duration,
-    ) -> Option<String> {
+    /// The first line printed, once there is one; `None` after `timeout`.
+    /// Blocking, since it runs before any test has requests in flight.
+    fn first_line_blocking(&self, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.stdout.lock().unwrap().iter().find(|l| wanted(l)) {
+            if let Some(line) = self.stdout.lock().unwrap().first() {
                 return Some(line.clone());
             }
             if Instant::now() > deadline {
