@@ -7,10 +7,10 @@
 //!   after each wait.
 //!
 //! Neither handler waits itself. Each one returns a *future*: a value that says
-//! "this response will be ready once the timer fires". The server's few worker
-//! threads park that future with tokio's timer and go on serving other requests;
-//! when the timer fires, tokio polls the future again and gotham sends the
-//! response. Ten thousand sleeping requests are ten thousand small futures, not
+//! "this response will be ready once the timer fires". Its deadline goes into
+//! tokio's timer, and the server's few worker threads go on serving other
+//! requests; when the timer fires, tokio polls the future again and gotham
+//! sends the response. Ten thousand sleeping requests are ten thousand small futures, not
 //! ten thousand blocked threads (the README's benchmark measures both).
 //!
 //! Run it with `cargo run` (or `cargo run -- 127.0.0.1:9000` for another

@@ -61,7 +61,8 @@ impl Run {
         self.per_request_kib(self.connected.kernel_kib, self.in_flight_peak.kernel_kib)
     }
 
-    /// User + kernel memory per open, idle connection, the same for all.
+    /// User + kernel memory per open, idle connection: what every server
+    /// pays before a single request arrives.
     pub fn kib_per_connection(&self) -> f64 {
         self.per_request_kib(self.fresh.rss_kib, self.connected.rss_kib)
             + self.per_request_kib(self.fresh.kernel_kib, self.connected.kernel_kib)

@@ -83,6 +83,7 @@ fn target_dir() -> PathBuf {
 
 async fn full_run(out_dir: PathBuf) {
     let limit = probe::raise_descriptor_limit();
+    // Rounded down to a multiple of 500, so the largest N reads plainly.
     let largest = (limit.saturating_sub(DESCRIPTOR_RESERVE) / 500 * 500) as usize;
     let mut ns: Vec<usize> = FULL_NS.iter().copied().filter(|&n| n <= largest).collect();
     if ns.len() < FULL_NS.len() {

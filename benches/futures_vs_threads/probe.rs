@@ -107,7 +107,7 @@ pub fn raise_descriptor_limit() -> u64 {
     // SAFETY: plain system calls on a struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
+            return 1024; // the usual soft limit, if it cannot even be read
         }
         limit.rlim_cur = limit.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {

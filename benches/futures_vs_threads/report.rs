@@ -91,8 +91,9 @@ pub fn csv(runs: &[Run]) -> String {
 /// A number the chart draws for one run.
 type Metric = fn(&Run) -> f64;
 
-/// Memory per request and p99 overhead against N, one line per server that
-/// ran at more than one N (the blocking server runs at one small N only).
+/// Memory per request and p99 overhead against N, one line each for the
+/// futures and thread-per-request servers. The blocking server is left out:
+/// it runs at one small N only, and its memory figures mean nothing.
 pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use gotham::bytes::Bytes;
+use gotham::http_body_util::Empty;
 use gotham::hyper::client::conn::http1;
 use gotham::hyper::Request;
 use gotham::hyper_util::rt::TokioIo;
@@ -23,7 +25,7 @@ async fn send_and_keep_the_line_open(server: &Server, path_and_query: &str) -> J
         .expect("HTTP/1 handshake");
     let request = Request::get(path_and_query)
         .header("host", server.addr.to_string())
-        .body(gotham::http_body_util::Empty::<gotham::bytes::Bytes>::new())
+        .body(Empty::<Bytes>::new())
         .expect("a valid request");
     tokio::spawn(async move {
         let response = sender.send_request(request);
@@ -42,8 +44,8 @@ async fn a_client_that_hangs_up_cancels_its_sleep() {
         hang_ups.push(send_and_keep_the_line_open(&server, "/sleep?seconds=2").await);
     }
     hang_ups.push(send_and_keep_the_line_open(&server, "/loop?seconds=2").await);
-    // Sent at the same time, never hung up on, and due one second later
-    // than the others: once it is answered, their timers are long overdue.
+    // Sent right after them, never hung up on, and a second longer: by the
+    // time it is answered, every timer above would have fired.
     let control_url = server.url("/sleep?seconds=3");
     let control = tokio::spawn(async move { get(&control_url).await });
 
@@ -61,6 +63,8 @@ async fn a_client_that_hangs_up_cancels_its_sleep() {
             Duration::from_secs(5),
         )
         .await;
+    // Hang up half a second in: the sleeps are well under way, and far
+    // from done.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for hang_up in &hang_ups {
         hang_up.abort();

@@ -50,17 +50,19 @@ async fn a_request_cut_off_mid_headers_never_reaches_a_handler() {
         .write_all(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nX-Cut-Off-He")
         .await
         .expect("sends half a request");
+    // Give the server time to read the half it got before the line drops.
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(stream);
 
     server
         .assert_still_answers("a request cut off mid-headers")
         .await;
-    // Only the health check's request reached the handler. Its line is the
-    // last one the server can have printed; once it is read, all are.
+    // Only the health check's request reached the handler. Its "finished"
+    // line is printed before it answers, and stdout is read in order: once
+    // that line is read, every line printed before it has been too.
     server
         .wait_for_count(
-            "sleep for 0 seconds once: starting",
+            "sleep for 0 seconds once: finished",
             1,
             Duration::from_secs(5),
         )

@@ -42,7 +42,7 @@ async fn six_hundred_sleeping_requests_are_all_served_at_once() {
     let loops = send_all(LOOPS, server.url("/loop?seconds=2"));
 
     // Once every request is in a handler, one that needs no sleep at all
-    // must still be answered at once, ahead of the sleepers.
+    // must still be answered ahead of the sleepers.
     server
         .wait_for_count("sleep for 1 seconds once: starting", SLEEPS, SENDING_BOUND)
         .await;
