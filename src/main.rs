@@ -28,7 +28,6 @@
 //! ```
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,6 +45,10 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 use tokio::net::TcpListener;
+
+use serve::Stopped;
+
+mod serve;
 
 /// Where the server listens when no address is given on the command line.
 const DEFAULT_ADDR: &str = "127.0.0.1:7878";
@@ -163,11 +166,13 @@ fn router() -> Router {
     })
 }
 
-/// Listens on the address given as the first argument, or on `DEFAULT_ADDR`.
+/// Listens on the address given as the first argument, or on `DEFAULT_ADDR`,
+/// and serves until Ctrl-C or SIGTERM.
 ///
 /// The socket is bound before anything is printed, so "Listening" appears
 /// only once the server really listens, and shows the port the system chose
-/// when asked for port 0.
+/// when asked for port 0. How connections are then taken in, how long the
+/// server waits for a client, and how it stops, is `serve.rs`'s business.
 #[tokio::main]
 async fn main() -> ExitCode {
     let requested = std::env::args()
@@ -190,23 +195,40 @@ async fn main() -> ExitCode {
     };
     println!("Listening for requests at http://{addr}");
 
-    // The third argument may wrap each accepted connection, as TLS would;
-    // `future::ok` hands it on unchanged. `bind_server` serves forever: its
-    // return type `!` says it never returns.
-    gotham::bind_server(listener, router(), futures::future::ok).await
+    match serve::serve(listener, router()).await {
+        Ok(Stopped::Gracefully) => ExitCode::SUCCESS,
+        // What a shell reports for a program ended by Ctrl-C (128 + SIGINT).
+        Ok(Stopped::AtOnce) => ExitCode::from(130),
+        Err(reason) => {
+            eprintln!("error: cannot watch for Ctrl-C: {reason}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// Binds a TCP listener to `requested`, which must be an IP address and port.
+/// Binds a TCP listener to `requested`: HOST:PORT, where HOST is an IP
+/// address or a name the system resolves, such as `localhost`.
 ///
-/// Host names are refused on purpose: resolving one could wait on a DNS
-/// server, and a teaching example should fail at once and plainly.
+/// A name may resolve to several addresses (`localhost` to 127.0.0.1 and
+/// ::1); the first one that binds is used.
 async fn bind(requested: &str) -> Result<TcpListener, String> {
-    let addr: SocketAddr = requested
-        .parse()
-        .map_err(|_| "not an IP address and port such as 127.0.0.1:7878".to_string())?;
-    TcpListener::bind(addr)
+    let addrs = tokio::net::lookup_host(requested)
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| match error.kind() {
+            // What the standard library says of a missing or bad port.
+            std::io::ErrorKind::InvalidInput => {
+                "not HOST:PORT, such as 127.0.0.1:7878 or localhost:9000".to_string()
+            }
+            _ => format!("cannot resolve the host name: {error}"),
+        })?;
+    let mut last_error = "the host name resolved to no address".to_string();
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Err(last_error)
 }
 
 /// In-process tests: the router served by gotham's `AsyncTestServer` on the
@@ -427,13 +449,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_address_that_is_not_ip_and_port_is_refused_without_a_lookup() {
-        for requested in ["nonsense", "localhost:7878", "127.0.0.1", "127.0.0.1:99999"] {
+    async fn an_address_without_a_usable_port_is_refused_with_an_example() {
+        for requested in ["nonsense", "localhost", "127.0.0.1", "127.0.0.1:99999"] {
             let reason = bind(requested)
                 .await
-                .expect_err("only IP:PORT should be accepted");
+                .expect_err("a port is needed, from 0 to 65535");
             assert!(reason.contains("127.0.0.1:7878"), "{requested}: {reason}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_and_bound() {
+        let listener = bind("localhost:0").await.expect("localhost:0 binds");
+        let addr = listener.local_addr().expect("a bound address");
+        assert!(addr.ip().is_loopback(), "localhost bound {addr}");
+    }
+
+    #[tokio::test]
+    async fn a_host_name_that_does_not_resolve_is_refused_as_such() {
+        // `.invalid` is reserved: it never resolves (RFC 2606).
+        let reason = bind("no-such-host.invalid:7878")
+            .await
+            .expect_err("an unknown name cannot be bound");
+        assert!(reason.contains("cannot resolve"), "{reason}");
     }
 
     #[tokio::test]

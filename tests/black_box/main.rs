@@ -5,8 +5,10 @@
 //! Each test starts its own server on port 0, so they never share state.
 
 mod cancellation;
+mod descriptors;
 mod hostile_input;
 mod non_blocking;
 mod readme;
+mod shutdown;
 mod starting;
 mod support;

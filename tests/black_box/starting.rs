@@ -31,6 +31,14 @@ async fn port_zero_listens_on_a_free_port_and_prints_it() {
     assert_eq!(answer.body, "slept for 0 seconds\n");
 }
 
+#[tokio::test]
+async fn a_host_name_such_as_localhost_is_accepted() {
+    let server = Server::start_with_args(&["localhost:0"]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    let answer = get(&server.url("/sleep?seconds=0")).await;
+    assert_eq!(answer.body, "slept for 0 seconds\n");
+}
+
 #[test]
 fn a_port_already_taken_is_refused_with_one_clear_line() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("binds a port to take");
@@ -42,7 +50,7 @@ fn a_port_already_taken_is_refused_with_one_clear_line() {
 
 #[test]
 fn a_malformed_address_is_refused_with_one_clear_line() {
-    for requested in ["nonsense", "127.0.0.1", "127.0.0.1:99999", "localhost:7878"] {
+    for requested in ["nonsense", "127.0.0.1", "127.0.0.1:99999", "localhost"] {
         let exited = run_to_exit(&[requested]);
         assert_refused(&exited, requested);
     }

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,18 +29,38 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the server prints first, before the address.
 pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
 
-/// Runs the binary with `args`, its stdout and stderr piped to this process;
-/// returns the child and the command line, for messages.
-fn spawn_binary(args: &[&str]) -> (Child, String) {
-    let command = format!("{BINARY} {}", args.join(" "));
-    let child = Command::new(BINARY)
+/// Runs the binary with `args`, its stdout and stderr piped to this process,
+/// and at most `descriptor_limit` open files if given; returns the child and
+/// the command line, for messages.
+fn spawn_binary(args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
+    let mut command_line = format!("{BINARY} {}", args.join(" "));
+    let mut command = Command::new(BINARY);
+    if let Some(limit) = descriptor_limit {
+        command_line = format!("(ulimit -n {limit}; {command_line})");
+        let limit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: runs in the forked child before exec, and only makes one
+        // system call, which is safe there.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|error| panic!("cannot run {command}: {error}"));
-    (child, command)
+        .unwrap_or_else(|error| panic!("cannot run {command_line}: {error}"));
+    (child, command_line)
 }
 
 /// The example's binary, running in a child process.
@@ -62,7 +83,16 @@ impl Server {
 
     /// Starts the binary with `args` and waits for its `Listening` line.
     pub fn start_with_args(args: &[&str]) -> Server {
-        let (mut child, command) = spawn_binary(args);
+        Server::start_with(args, None)
+    }
+
+    /// Starts the binary on port 0, allowed `limit` open files at most.
+    pub fn start_with_descriptor_limit(limit: u64) -> Server {
+        Server::start_with(&["127.0.0.1:0"], Some(limit))
+    }
+
+    fn start_with(args: &[&str], descriptor_limit: Option<u64>) -> Server {
+        let (mut child, command) = spawn_binary(args, descriptor_limit);
 
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -162,6 +192,47 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the server the signal `signal` (such as `libc::SIGINT`).
+    pub fn send_signal(&self, signal: libc::c_int) {
+        // SAFETY: kill only sends a signal; the child has not been waited
+        // for yet, so its pid is still its own.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "cannot signal {}", self.command);
+    }
+
+    /// Waits, at most `timeout`, for the server to exit by itself.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting on the server") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server was still running {timeout:?} later"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// CPU time the server has used so far, user and system together.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the server's /proc/PID/stat");
+        // Field 2, the command name, may hold spaces: count from its ")".
+        // utime and stime, fields 14 and 15, are then the 12th and 13th.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a configuration value.
+        let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / ticks_per_second)
+    }
+
     /// Checks that the server still answers a well-formed request correctly
     /// (a server that crashed fails here too: the GET cannot connect).
     pub async fn assert_still_answers(&self, after: &str) {
@@ -205,7 +276,7 @@ pub struct Exited {
 
 /// Runs the binary with `args` and waits, at most 10 s, for it to exit.
 pub fn run_to_exit(args: &[&str]) -> Exited {
-    let (mut child, command) = spawn_binary(args);
+    let (mut child, command) = spawn_binary(args, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().expect("waiting on the child").is_none() {
         if Instant::now() > deadline {
