@@ -362,7 +362,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("an address");
         let (stop, stops) = mpsc::unbounded();
-        let router = crate::router();
+        let router = super::super::router();
         let new_service = move |client| GothamService {
             router: router.clone(),
             client,

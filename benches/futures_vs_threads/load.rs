@@ -40,6 +40,13 @@ pub struct Run {
     pub fresh: Reading,
     pub connected: Reading,
     pub in_flight_peak: Reading,
+    /// The server's live heap bytes with N idle connections, and the most
+    /// there were while the requests were in flight (if it answered).
+    pub heap_connected: Option<u64>,
+    pub heap_in_flight_peak: Option<u64>,
+    /// How long the first connection sat idle before its request was sent:
+    /// it must stay well under the server's 30 s header deadline.
+    pub idle_wait: Duration,
     /// Server CPU time from its start, user and system.
     pub server_cpu_s: (f64, f64),
     /// This process's CPU time while the requests were in flight.
@@ -54,6 +61,17 @@ impl Run {
     /// RSS added per request in flight, over the idle connections.
     pub fn user_kib_per_request(&self) -> f64 {
         self.per_request_kib(self.connected.rss_kib, self.in_flight_peak.rss_kib)
+    }
+
+    /// Live heap bytes added per request in flight, in KiB; NaN if the
+    /// server did not say.
+    pub fn heap_kib_per_request(&self) -> f64 {
+        match (self.heap_connected, self.heap_in_flight_peak) {
+            (Some(connected), Some(peak)) => {
+                peak.saturating_sub(connected) as f64 / 1024.0 / self.requests.max(1) as f64
+            }
+            _ => f64::NAN,
+        }
     }
 
     /// Kernel memory (KernelStack + Slab) added per request in flight.
@@ -115,13 +133,14 @@ async fn sleep_once(
 
 /// Starts a `kind` server, loads it with `requests` sleeps, and measures.
 pub async fn run(kind: Kind, requests: usize) -> Run {
-    let server = ServerProcess::start(kind);
+    let mut server = ServerProcess::start(kind);
     let pid = server.pid();
     let host = server.addr.to_string();
     // Let the new process settle before the first reading.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fresh = probe::read(pid);
 
+    let connecting = Instant::now();
     let connections: Vec<_> = stream::iter(0..requests)
         .map(|_| connect(server.addr))
         .buffer_unordered(CONNECTING_AT_ONCE)
@@ -142,6 +161,7 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
     // connection before the idle reading.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connected = probe::read(pid);
+    let heap_connected = server.heap().map(|(live, _)| live);
 
     let sampler = PeakSampler::start(pid);
     let load_cpu = || {
@@ -149,6 +169,7 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
         user + system
     };
     let load_cpu_before = load_cpu();
+    let idle_wait = connecting.elapsed();
     let answers = futures::future::join_all(
         senders
             .into_iter()
@@ -156,6 +177,7 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
     )
     .await;
     let load_cpu_s = load_cpu() - load_cpu_before;
+    let heap_in_flight_peak = server.heap().map(|(_, peak)| peak);
     let mut in_flight_peak = sampler.stop();
     in_flight_peak.peak_rss_kib = probe::read(pid).peak_rss_kib;
     let server_cpu_s = probe::cpu_seconds(&pid.to_string());
@@ -189,6 +211,9 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
         fresh,
         connected,
         in_flight_peak,
+        heap_connected,
+        heap_in_flight_peak,
+        idle_wait,
         server_cpu_s,
         load_cpu_s,
     }

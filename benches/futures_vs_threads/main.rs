@@ -2,7 +2,7 @@
 //! thread per request.
 //!
 //! ```text
-//! cargo bench --bench futures_vs_threads            # the full run, a few minutes
+//! cargo bench --bench futures_vs_threads            # the full run, 2 minutes on 2 cores
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! ```
@@ -20,10 +20,22 @@
 //! table to stdout and a CSV file and an SVG chart under
 //! `target/futures_vs_threads/`.
 
+mod heap;
 mod load;
 mod probe;
 mod report;
 mod servers;
+mod sizes;
+
+// The example's own code, compiled in so that the counting allocator below
+// sees it: its router and handlers, and the serve loop (`example::serve`)
+// that every server runs on. Its `main` and its tests go unused here.
+#[allow(unused)]
+#[path = "../../src/main.rs"]
+mod example;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 use std::path::PathBuf;
 
@@ -32,6 +44,10 @@ use servers::Kind;
 
 /// The N of the full run; the largest the descriptor limit allows is added.
 const FULL_NS: [usize; 3] = [1_000, 5_000, 10_000];
+/// The servers run at every N.
+const COMPARED: [Kind; 3] = [Kind::Futures, Kind::BareHyper, Kind::ThreadPerRequest];
+/// The N whose memory is split into its parts (or the nearest one run).
+const SPLIT_N: usize = 10_000;
 /// The blocking server is only run small: it answers two requests a second.
 const BLOCKING_N: usize = 20;
 /// The quick mode's N.
@@ -67,7 +83,8 @@ fn main() {
             .unwrap_or_else(|_| panic!("--n takes a number, not {n}"));
         probe::raise_descriptor_limit();
         let run = runtime.block_on(load::run(kind, n));
-        write_report(&[run], &out_dir.join("one"), &machine_description());
+        let sizes = runtime.block_on(async { sizes::measure() });
+        write_report(&[run], &sizes, &out_dir.join("one"), &machine_description());
     } else if full {
         runtime.block_on(full_run(out_dir));
     } else {
@@ -96,22 +113,36 @@ async fn full_run(out_dir: PathBuf) {
 
     let mut runs = Vec::new();
     for &n in &ns {
-        for kind in [Kind::Futures, Kind::ThreadPerRequest] {
+        for kind in COMPARED {
             eprintln!("{} with N = {n} ...", kind.name());
             runs.push(load::run(kind, n).await);
         }
     }
+    let split_n = *ns.iter().min_by_key(|n| n.abs_diff(SPLIT_N)).expect("an N");
+    eprintln!(
+        "{} with N = {split_n} ...",
+        Kind::BareHyperHoldingRequest.name()
+    );
+    runs.push(load::run(Kind::BareHyperHoldingRequest, split_n).await);
     eprintln!("blocking with N = {BLOCKING_N} ...");
     runs.push(load::run(Kind::Blocking, BLOCKING_N).await);
-    write_report(&runs, &out_dir, &machine_description());
+    let longest_idle = runs
+        .iter()
+        .map(|run| run.idle_wait)
+        .max()
+        .unwrap_or_default();
+    eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
+    write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
 }
 
 async fn quick_run(out_dir: PathBuf) {
     let mut runs = Vec::new();
-    for kind in [Kind::Futures, Kind::ThreadPerRequest] {
+    for kind in COMPARED {
         runs.push(load::run(kind, QUICK_N).await);
     }
-    write_report(&runs, &out_dir, "quick mode");
+    runs.push(load::run(Kind::BareHyperHoldingRequest, QUICK_N).await);
+    let sizes = sizes::measure();
+    write_report(&runs, &sizes, &out_dir, "quick mode");
 
     for run in &runs {
         assert_eq!(
@@ -138,7 +169,18 @@ async fn quick_run(out_dir: PathBuf) {
             "the table has no `{column}` column"
         );
     }
-    for file in ["results.csv", "chart.svg", "report.md"] {
+    let split = report::split(&runs, &sizes, QUICK_N).expect("a split of the memory");
+    for part in split.futures.iter().chain(&split.threads) {
+        assert!(part.kib.is_finite(), "no value for `{}`", part.what);
+    }
+    for size in [
+        sizes.gotham_sleep,
+        sizes.gotham_loop,
+        sizes.bare_hyper_sleep,
+    ] {
+        assert!(size > 0, "a future of no size: {sizes:?}");
+    }
+    for file in ["results.csv", "chart.svg", "split.svg", "report.md"] {
         let size = std::fs::metadata(out_dir.join(file)).map(|m| m.len());
         assert!(matches!(size, Ok(1..)), "{file} was not written");
     }
@@ -148,10 +190,14 @@ async fn quick_run(out_dir: PathBuf) {
     );
 }
 
-fn write_report(runs: &[Run], out_dir: &PathBuf, about: &str) {
+fn write_report(runs: &[Run], sizes: &sizes::FutureSizes, out_dir: &PathBuf, about: &str) {
     std::fs::create_dir_all(out_dir).expect("the output folder");
     let table = report::markdown(runs);
-    let document = format!("{about}\n\n{table}");
+    let mut document = format!("{about}\n\n{table}");
+    if let Some(split) = report::split(runs, sizes, SPLIT_N) {
+        document += &format!("\n{}", report::split_markdown(&split, sizes));
+        report::split_chart(&split, &out_dir.join("split.svg")).expect("split.svg");
+    }
     println!("{document}");
     std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
     std::fs::write(out_dir.join("results.csv"), report::csv(runs)).expect("results.csv");

@@ -1,4 +1,5 @@
-//! The runs as a markdown table, a CSV file and an SVG chart.
+//! The runs as a markdown table, a CSV file and two SVG charts: memory and
+//! latency against N, and where a waiting request's memory goes.
 
 use std::path::Path;
 
@@ -6,9 +7,10 @@ use plotters::prelude::*;
 
 use crate::load::Run;
 use crate::servers::Kind;
+use crate::sizes::FutureSizes;
 
 /// The report's columns, in order: the table's and the CSV's header.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "server",
     "N",
     "ok",
@@ -18,7 +20,8 @@ pub const COLUMNS: [&str; 16] = [
     "p99.9 overhead ms",
     "max overhead ms",
     "peak RSS MiB",
-    "user KiB/request",
+    "RSS KiB/request",
+    "heap KiB/request",
     "kernel KiB/request",
     "memory KiB/request",
     "KiB/idle connection",
@@ -44,6 +47,7 @@ pub fn cells(run: &Run) -> Vec<String> {
     // per worker thread in flight, so for it the figure would mean nothing.
     let per_request = |kib: f64| match run.server {
         Kind::Blocking => "-".to_string(),
+        _ if !kib.is_finite() => "-".to_string(),
         _ => format!("{kib:.1}"),
     };
     let max_ms = if run.succeeded == 0 {
@@ -62,6 +66,7 @@ pub fn cells(run: &Run) -> Vec<String> {
         max_ms,
         format!("{:.1}", run.in_flight_peak.peak_rss_kib as f64 / 1024.0),
         per_request(run.user_kib_per_request()),
+        per_request(run.heap_kib_per_request()),
         per_request(run.kernel_kib_per_request()),
         per_request(run.user_kib_per_request() + run.kernel_kib_per_request()),
         format!("{:.1}", run.kib_per_connection()),
@@ -92,13 +97,17 @@ pub fn csv(runs: &[Run]) -> String {
 type Metric = fn(&Run) -> f64;
 
 /// Memory per request and p99 overhead against N, one line each for the
-/// futures and thread-per-request servers. The blocking server is left out:
+/// futures, bare-hyper and thread-per-request servers. The blocking server is left out:
 /// it runs at one small N only, and its memory figures mean nothing.
 pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let series: Vec<(Kind, RGBColor)> = vec![(Kind::Futures, BLUE), (Kind::ThreadPerRequest, RED)];
+    let series: Vec<(Kind, RGBColor)> = vec![
+        (Kind::Futures, BLUE),
+        (Kind::BareHyper, GREEN),
+        (Kind::ThreadPerRequest, RED),
+    ];
     let drawn: Vec<&Run> = runs
         .iter()
         .filter(|run| run.succeeded > 0 && series.iter().any(|(kind, _)| *kind == run.server))
@@ -157,6 +166,218 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
             .position(legend_at)
             .draw()?;
     }
+    root.present()?;
+    Ok(())
+}
+
+/// One part of a waiting request's memory, in KiB.
+pub struct Part {
+    pub what: &'static str,
+    pub kib: f64,
+}
+
+/// Where a waiting request's memory goes, for the futures server and for a
+/// thread per request, at one N.
+pub struct Split {
+    pub requests: usize,
+    pub futures: Vec<Part>,
+    pub futures_total: f64,
+    pub threads: Vec<Part>,
+    pub threads_total: f64,
+}
+
+/// Splits the memory per in-flight request at the N nearest `wanted` that
+/// has a run of each of the futures, bare-hyper and thread servers.
+///
+/// For the futures server the parts are: the handler's future itself (its
+/// measured size); hyper and the serve loop (the bare hyper server's heap
+/// per request, less its own future), taken to cost the same under gotham;
+/// gotham (the rest of the live heap: `State` with the request's head,
+/// whose bytes are slices of hyper's read buffer and keep all of it alive,
+/// and the router's futures and boxes); allocator slack (RSS growth less live heap growth);
+/// and kernel memory. They add up to the measured total (RSS + kernel) by
+/// construction: slack is what RSS holds beyond what is live. Slack can be
+/// negative: memory allocated but never written is never paged in, so it is
+/// live heap that RSS does not show.
+pub fn split(runs: &[Run], sizes: &FutureSizes, wanted: usize) -> Option<Split> {
+    let find = |kind: Kind, n: usize| {
+        runs.iter()
+            .find(|run| run.server == kind && run.requests == n && run.succeeded > 0)
+    };
+    let n = runs
+        .iter()
+        .map(|run| run.requests)
+        .filter(|&n| {
+            [Kind::Futures, Kind::BareHyper, Kind::ThreadPerRequest]
+                .iter()
+                .all(|&kind| find(kind, n).is_some())
+        })
+        .min_by_key(|&n| n.abs_diff(wanted))?;
+    let (futures, bare, threads) = (
+        find(Kind::Futures, n)?,
+        find(Kind::BareHyper, n)?,
+        find(Kind::ThreadPerRequest, n)?,
+    );
+    let kib = |bytes: usize| bytes as f64 / 1024.0;
+    let future = kib(sizes.gotham_sleep);
+    let hyper = bare.heap_kib_per_request() - kib(sizes.bare_hyper_sleep);
+    let gotham = futures.heap_kib_per_request() - future - hyper;
+    let futures_parts = vec![
+        Part {
+            what: "the handler's future itself",
+            kib: future,
+        },
+        Part {
+            what: "gotham: State, and the read buffer its request head keeps",
+            kib: gotham,
+        },
+        Part {
+            what: "hyper and the serve loop",
+            kib: hyper,
+        },
+        Part {
+            what: "allocator slack (RSS beyond live heap)",
+            kib: futures.user_kib_per_request() - futures.heap_kib_per_request(),
+        },
+        Part {
+            what: "kernel memory",
+            kib: futures.kernel_kib_per_request(),
+        },
+    ];
+    let threads_parts = vec![
+        Part {
+            what: "thread: heap (gotham, hyper, the thread's handle)",
+            kib: threads.heap_kib_per_request(),
+        },
+        Part {
+            what: "thread: its stack and allocator slack (RSS beyond live heap)",
+            kib: threads.user_kib_per_request() - threads.heap_kib_per_request(),
+        },
+        Part {
+            what: "thread: kernel memory (kernel stack, task)",
+            kib: threads.kernel_kib_per_request(),
+        },
+    ];
+    let total = |run: &Run| run.user_kib_per_request() + run.kernel_kib_per_request();
+    Some(Split {
+        requests: n,
+        futures: futures_parts,
+        futures_total: total(futures),
+        threads: threads_parts,
+        threads_total: total(threads),
+    })
+}
+
+/// The split as a markdown table.
+pub fn split_markdown(split: &Split, sizes: &FutureSizes) -> String {
+    let mut table = format!(
+        "Memory per in-flight request at N = {}, KiB\n\n| server | part | KiB |\n| --- | --- | --- |\n",
+        split.requests
+    );
+    for (server, parts, total) in [
+        ("futures", &split.futures, split.futures_total),
+        ("thread-per-request", &split.threads, split.threads_total),
+    ] {
+        for part in parts {
+            table += &format!("| {server} | {} | {:.2} |\n", part.what, part.kib);
+        }
+        table += &format!("| {server} | **measured total** | **{total:.2}** |\n");
+    }
+    table += &format!(
+        "\nFuture sizes, bytes: gotham `/sleep` {}, gotham `/loop` {}, bare hyper `/sleep` {}\n",
+        sizes.gotham_sleep, sizes.gotham_loop, sizes.bare_hyper_sleep
+    );
+    table
+}
+
+/// The split as stacked bars, one for each way of waiting.
+pub fn split_chart(split: &Split, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (1000, 380)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let widest = split.futures_total.max(split.threads_total).max(1.0);
+    // The right part of the x axis is left free for the legend.
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Where a waiting request's memory goes (N = {}), KiB per request",
+                split.requests
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(10)
+        .build_cartesian_2d(0.0..widest * 2.0, 0.0..2.0)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc("KiB per in-flight request")
+        .draw()?;
+    for (name, parts, total, y) in [
+        ("futures", &split.futures, split.futures_total, 1.5),
+        (
+            "thread per request",
+            &split.threads,
+            split.threads_total,
+            0.5,
+        ),
+    ] {
+        // A negative part (RSS below live heap) has no bar; say so.
+        let untouched: f64 = parts.iter().map(|part| part.kib.min(0.0)).sum();
+        let label = if untouched < 0.0 {
+            format!(
+                "{name}: {total:.1} KiB measured (RSS + kernel); the bars add to {:.1}, \
+                 as {:.1} KiB of live heap was never touched",
+                total - untouched,
+                -untouched
+            )
+        } else {
+            format!("{name}: {total:.1} KiB measured (RSS + kernel)")
+        };
+        chart.draw_series(std::iter::once(Text::new(
+            label,
+            (0.0, y + 0.42),
+            ("sans-serif", 15),
+        )))?;
+    }
+    let futures_colours = [
+        BLUE,
+        CYAN,
+        GREEN,
+        RGBColor(200, 200, 200),
+        RGBColor(120, 60, 160),
+    ];
+    let thread_colours = [RGBColor(240, 150, 40), RED, RGBColor(120, 60, 160)];
+    for (parts, y, colours) in [
+        (&split.futures, 1.5, &futures_colours[..]),
+        (&split.threads, 0.5, &thread_colours[..]),
+    ] {
+        let mut from = 0.0;
+        for (part, colour) in parts.iter().zip(colours) {
+            if part.kib <= 0.0 {
+                continue;
+            }
+            let to = from + part.kib;
+            let colour = *colour;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(from, y - 0.25), (to, y + 0.25)],
+                    colour.filled(),
+                )))?
+                .label(format!("{}: {:.2}", part.what, part.kib))
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+                });
+            from = to;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }

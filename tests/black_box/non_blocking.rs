@@ -11,9 +11,10 @@ const SLEEPS: usize = 500;
 const LOOPS: usize = 100;
 
 /// The arithmetic: the requests below ask for 500 × 1 s + 100 × 2 s = 700 s
-/// of sleeping. The server runs one worker thread per core; on a 2-core
-/// machine, a server that slept *on* its threads could serve that in no less
-/// than 700 s / 2 = 350 s, and would start its handlers two at a time.
+/// of sleeping. The server's tokio runtime starts one worker thread per core;
+/// on a 2-core machine, a server that slept *on* its threads could serve that
+/// in no less than 700 s / 2 = 350 s (on 8 cores, 88 s), and would start its
+/// handlers one per thread at a time.
 /// Futures let all 600 sleep at once: once the last handler has started,
 /// every answer is due within 2 s. 4 s is far from both, so the bound is
 /// about blocking, not about speed.
@@ -25,6 +26,8 @@ const BOUND: Duration = Duration::from_secs(4);
 /// still need minutes.
 const SENDING_BOUND: Duration = Duration::from_secs(15);
 
+// Two threads for the test's own client runtime (the server is another
+// process with its own runtime), so that it sends and reads in parallel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_hundred_sleeping_requests_are_all_served_at_once() {
     let server = Server::start();

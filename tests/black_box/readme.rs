@@ -1,8 +1,13 @@
 //! The README's Running section, replayed against the real binary.
 //!
 //! The transcript is read from README.md itself, so the README cannot promise
-//! anything the program does not print. It runs in real time, as a reader
-//! would run it (about ten seconds); the other tests run meanwhile.
+//! anything the program does not print. Compared byte for byte: the
+//! program's own lines in terminal 1, from `Listening` on (cargo's lines
+//! before it differ from machine to machine), and every curl command's
+//! output in terminal 2. A line starting with `^C` is where the reader
+//! presses Ctrl-C: the test sends SIGINT there, and the rest of that line is
+//! what the program prints next. It runs in real time, as a reader would
+//! run it (the two curls take ten seconds); the other tests run meanwhile.
 
 use std::time::{Duration, Instant};
 use tokio::process::Command;
@@ -14,8 +19,10 @@ const README_ADDR: &str = "127.0.0.1:7878";
 
 /// What the Running section says each terminal shows.
 struct Transcript {
-    /// The program's own lines in terminal 1, after cargo's.
+    /// The program's own lines in terminal 1, after cargo's, without `^C`.
     server_lines: Vec<String>,
+    /// How many of them come before Ctrl-C is pressed, if it is.
+    lines_before_ctrl_c: Option<usize>,
     /// Each curl command in terminal 2 with the lines it prints.
     commands: Vec<(String, Vec<String>)>,
 }
@@ -35,11 +42,15 @@ fn read_transcript() -> Transcript {
         .split_once("Terminal 2:")
         .expect("the code block has a `Terminal 2:` part");
 
-    let server_lines = terminal_1
+    let shown: Vec<&str> = terminal_1
         .lines()
         .skip_while(|line| !line.starts_with(LISTENING_PREFIX))
         .take_while(|line| !line.is_empty())
-        .map(str::to_string)
+        .collect();
+    let lines_before_ctrl_c = shown.iter().position(|line| line.starts_with("^C"));
+    let server_lines = shown
+        .iter()
+        .map(|line| line.trim_start_matches("^C").to_string())
         .collect();
 
     let mut commands: Vec<(String, Vec<String>)> = Vec::new();
@@ -55,6 +66,7 @@ fn read_transcript() -> Transcript {
     }
     Transcript {
         server_lines,
+        lines_before_ctrl_c,
         commands,
     }
 }
@@ -77,7 +89,7 @@ async fn the_readme_transcript_is_what_the_program_prints() {
         transcript.commands
     );
 
-    let server = Server::start();
+    let mut server = Server::start();
     let our_addr = server.addr.to_string();
 
     for (command, expected_lines) in &transcript.commands {
@@ -116,6 +128,16 @@ async fn the_readme_transcript_is_what_the_program_prints() {
         .collect();
     // The server prints each "finished" line just before it answers, but
     // the helper reads its stdout on another thread: wait for the lines.
+    if let Some(before) = transcript.lines_before_ctrl_c {
+        server
+            .wait_until("the lines before Ctrl-C", Duration::from_secs(5), |lines| {
+                lines.len() >= before
+            })
+            .await;
+        server.send_signal(libc::SIGINT);
+        let status = server.wait_for_exit(Duration::from_secs(15)).await;
+        assert_eq!(status.code(), Some(0), "after Ctrl-C: {status}");
+    }
     let wanted = expected_console.len();
     server
         .wait_until(

@@ -45,7 +45,7 @@ async fn sigterm_lets_a_short_sleep_finish_drops_a_long_one_and_exits_0() {
         Ok((StatusCode::OK, "slept for 2 seconds\n".to_string()))
     );
 
-    let status = server.wait_for_exit(GRACE + Duration::from_secs(10));
+    let status = server.wait_for_exit(GRACE + Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{status}");
     assert!(long.await.expect("the long request's task").is_err());
     // The reader thread may still be catching up with the last line.
@@ -84,7 +84,7 @@ async fn a_second_ctrl_c_stops_at_once_with_status_130() {
         .await;
     server.send_signal(libc::SIGINT);
     // Far less than the grace period: the second Ctrl-C did not wait.
-    let status = server.wait_for_exit(GRACE / 2);
+    let status = server.wait_for_exit(GRACE / 2).await;
     assert_eq!(status.code(), Some(130), "{status}");
     assert!(long.await.expect("the request's task").is_err());
     server

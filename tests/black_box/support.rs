@@ -205,7 +205,7 @@ impl Server {
     }
 
     /// Waits, at most `timeout`, for the server to exit by itself.
-    pub fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting on the server") {
@@ -215,7 +215,7 @@ impl Server {
                 Instant::now() < deadline,
                 "the server was still running {timeout:?} later"
             );
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
