@@ -163,8 +163,9 @@ where
     B::Error: Into<BoxError>,
 {
     let mut http = http1::Builder::new();
-    // Without a timer hyper cannot time anything, and quietly skips the
-    // header deadline: this is the line `bind_server` lacks.
+    // The timer is the line `bind_server` lacks: without one, hyper cannot
+    // time anything and quietly skips its default 30 s header deadline (a
+    // deadline set by hand without a timer would make it panic instead).
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_deadline);
 
@@ -332,11 +333,13 @@ impl Drop for InFlight {
     }
 }
 
-/// The serve loop with short limits, over real TCP, on tokio's paused clock:
-/// when every task waits, the clock jumps to the next timer, so a 30-second
-/// deadline passes in no real time and its virtual length is exact. Socket
-/// events are taken in before the clock moves, so a deadline never fires
-/// ahead of bytes that were already sent.
+/// The serve loop over real TCP, on tokio's paused clock: when every task
+/// waits, the clock jumps to the next timer, so a deadline passes in no real
+/// time and its virtual length is exact. Socket events are taken in before
+/// the clock moves, so a deadline never fires ahead of bytes already sent.
+///
+/// The limits differ from the defaults, to show that the ones passed in are
+/// the ones obeyed.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,7 +353,8 @@ mod tests {
     use tokio::task::JoinHandle;
     use tokio::time::Instant;
 
-    const DEADLINE: Duration = Duration::from_secs(30);
+    const DEADLINE: Duration = Duration::from_secs(5);
+    const GRACE: Duration = Duration::from_secs(3);
 
     struct TestServer {
         addr: SocketAddr,
@@ -378,7 +382,17 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             header_deadline: DEADLINE,
+            grace_period: GRACE,
             ..Limits::default()
+        }
+    }
+
+    impl TestServer {
+        /// What Ctrl-C or SIGTERM does to the real server.
+        fn stop(&self) {
+            self.stop
+                .unbounded_send(())
+                .expect("the server listens for stops");
         }
     }
 
@@ -480,7 +494,6 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_finishes_short_requests_closes_idle_connections_and_drops_the_rest() {
         let server = start(limits()).await;
-        let grace = Limits::default().grace_period;
         let (_a, _short_connection, short) = request(server.addr, "/sleep?seconds=2").await;
         let (_b, _long_connection, long) = request(server.addr, "/sleep?seconds=3600").await;
         let short = tokio::spawn(short);
@@ -490,10 +503,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         let stopping = Instant::now();
-        server
-            .stop
-            .unbounded_send(())
-            .expect("the server listens for stops");
+        server.stop();
         assert_eq!(
             closed_after(&mut idle, Duration::from_secs(1)).await,
             Some(Duration::ZERO),
@@ -509,26 +519,24 @@ mod tests {
         );
         let long = long.await.expect("the long request's task");
         assert!(long.is_err(), "the hour-long sleep was answered: {long:?}");
-        assert_eq!(stopping.elapsed(), grace);
+        assert_eq!(stopping.elapsed(), GRACE);
         assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_as_soon_as_the_last_request_finishes() {
         let server = start(limits()).await;
-        let (_a, _connection, short) = request(server.addr, "/sleep?seconds=3").await;
+        let (_a, _connection, short) = request(server.addr, "/sleep?seconds=2").await;
         let short = tokio::spawn(short);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let stopping = Instant::now();
-        server
-            .stop
-            .unbounded_send(())
-            .expect("the server listens for stops");
+        server.stop();
         assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
-        assert_eq!(stopping.elapsed(), Duration::from_secs(2));
+        // The request had one second left, far less than the grace period.
+        assert_eq!(stopping.elapsed(), Duration::from_secs(1));
         assert_eq!(
             short.await.expect("the request's task").as_deref(),
-            Ok("slept for 3 seconds\n")
+            Ok("slept for 2 seconds\n")
         );
     }
 
@@ -539,15 +547,9 @@ mod tests {
         let long = tokio::spawn(long);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let stopping = Instant::now();
-        server
-            .stop
-            .unbounded_send(())
-            .expect("the server listens for stops");
+        server.stop();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        server
-            .stop
-            .unbounded_send(())
-            .expect("the server listens for stops");
+        server.stop();
         assert_eq!(server.serving.await.expect("serve"), Stopped::AtOnce);
         assert_eq!(stopping.elapsed(), Duration::from_secs(1));
         assert!(long.await.expect("the request's task").is_err());

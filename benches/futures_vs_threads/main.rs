@@ -16,8 +16,10 @@
 //! Each server runs in its own process (see `servers.rs`). For each server
 //! and N, `load.rs` opens N connections, sends one `/sleep?seconds=1` on
 //! each at once, and records the latency over the sleep and the server's
-//! memory, threads and CPU time (`probe.rs`). `report.rs` writes a markdown
-//! table to stdout and a CSV file and an SVG chart under
+//! memory, threads and CPU time (`probe.rs`) and its live heap (`heap.rs`).
+//! `sizes.rs` measures the handlers' futures themselves. `report.rs` writes
+//! a markdown table (with where the memory of a waiting request goes) to
+//! stdout, and a CSV file and two SVG charts under
 //! `target/futures_vs_threads/`.
 
 mod heap;
@@ -29,7 +31,8 @@ mod sizes;
 
 // The example's own code, compiled in so that the counting allocator below
 // sees it: its router and handlers, and the serve loop (`example::serve`)
-// that every server runs on. Its `main` and its tests go unused here.
+// that every server runs on. Its `main` goes unused here, and so do its
+// tests, which are compiled too: cargo builds benchmarks with `cfg(test)`.
 #[allow(unused)]
 #[path = "../../src/main.rs"]
 mod example;
