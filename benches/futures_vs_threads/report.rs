@@ -224,23 +224,23 @@ pub fn split(runs: &[Run], sizes: &FutureSizes, wanted: usize) -> Option<Split> 
     let gotham = futures.heap_kib_per_request() - future - hyper;
     let futures_parts = vec![
         Part {
-            what: "the handler's future itself",
+            what: "futures: the handler's future itself",
             kib: future,
         },
         Part {
-            what: "gotham: State, and the read buffer its request head keeps",
+            what: "futures: gotham's State, and the read buffer its request head keeps",
             kib: gotham,
         },
         Part {
-            what: "hyper and the serve loop",
+            what: "futures: hyper and the serve loop",
             kib: hyper,
         },
         Part {
-            what: "allocator slack (RSS beyond live heap)",
+            what: "futures: allocator slack (RSS beyond live heap)",
             kib: futures.user_kib_per_request() - futures.heap_kib_per_request(),
         },
         Part {
-            what: "kernel memory",
+            what: "futures: kernel memory",
             kib: futures.kernel_kib_per_request(),
         },
     ];
