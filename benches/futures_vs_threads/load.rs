@@ -29,7 +29,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Everything measured for one server at one N.
 pub struct Run {
     pub server: Kind,
+    /// N: the connections opened, one request each.
     pub requests: usize,
+    /// The most requests in flight together, counted from the server's
+    /// `starting` and `finished` lines. Below N when early requests ended
+    /// before the last ones began (a server slow to start threads).
+    pub in_flight_together: usize,
     pub succeeded: u64,
     pub failed: u64,
     /// Latency minus the 1 s sleep, in microseconds, of the requests that
@@ -40,8 +45,10 @@ pub struct Run {
     pub fresh: Reading,
     pub connected: Reading,
     pub in_flight_peak: Reading,
-    /// The server's live heap bytes with N idle connections, and the most
-    /// there were while the requests were in flight (if it answered).
+    /// The server's live heap bytes before any connection, with N idle
+    /// connections, and the most there were while the requests were in
+    /// flight (if it answered: the Rust servers do).
+    pub heap_fresh: Option<u64>,
     pub heap_connected: Option<u64>,
     pub heap_in_flight_peak: Option<u64>,
     /// How long the first connection sat idle before its request was sent:
@@ -54,8 +61,15 @@ pub struct Run {
 }
 
 impl Run {
-    fn per_request_kib(&self, from: u64, to: u64) -> f64 {
+    /// Growth per connection, from a fresh server to N idle connections.
+    fn per_connection_kib(&self, from: u64, to: u64) -> f64 {
         to.saturating_sub(from) as f64 / self.requests.max(1) as f64
+    }
+
+    /// Growth per request in flight, over the idle connections: divided by
+    /// the requests really in flight together, not by N.
+    fn per_request_kib(&self, from: u64, to: u64) -> f64 {
+        to.saturating_sub(from) as f64 / self.in_flight_together.max(1) as f64
     }
 
     /// RSS added per request in flight, over the idle connections.
@@ -63,13 +77,11 @@ impl Run {
         self.per_request_kib(self.connected.rss_kib, self.in_flight_peak.rss_kib)
     }
 
-    /// Live heap bytes added per request in flight, in KiB; NaN if the
-    /// server did not say.
+    /// Live heap added per request in flight, in KiB; NaN if the server
+    /// did not say.
     pub fn heap_kib_per_request(&self) -> f64 {
         match (self.heap_connected, self.heap_in_flight_peak) {
-            (Some(connected), Some(peak)) => {
-                peak.saturating_sub(connected) as f64 / 1024.0 / self.requests.max(1) as f64
-            }
+            (Some(connected), Some(peak)) => self.per_request_kib(connected, peak) / 1024.0,
             _ => f64::NAN,
         }
     }
@@ -79,11 +91,32 @@ impl Run {
         self.per_request_kib(self.connected.kernel_kib, self.in_flight_peak.kernel_kib)
     }
 
-    /// User + kernel memory per open, idle connection: what every server
-    /// pays before a single request arrives.
+    /// RSS + kernel memory per request in flight.
+    pub fn memory_kib_per_request(&self) -> f64 {
+        self.user_kib_per_request() + self.kernel_kib_per_request()
+    }
+
+    /// RSS + kernel memory per open, idle connection: what a server pays
+    /// before a single request arrives.
     pub fn kib_per_connection(&self) -> f64 {
-        self.per_request_kib(self.fresh.rss_kib, self.connected.rss_kib)
-            + self.per_request_kib(self.fresh.kernel_kib, self.connected.kernel_kib)
+        self.per_connection_kib(self.fresh.rss_kib, self.connected.rss_kib)
+            + self.per_connection_kib(self.fresh.kernel_kib, self.connected.kernel_kib)
+    }
+
+    /// Live heap per open, idle connection; NaN if the server did not say.
+    pub fn heap_kib_per_connection(&self) -> f64 {
+        match (self.heap_fresh, self.heap_connected) {
+            (Some(fresh), Some(connected)) => self.per_connection_kib(fresh, connected) / 1024.0,
+            _ => f64::NAN,
+        }
+    }
+
+    /// What one waiting client costs in all: its connection, and its
+    /// request in flight on it. Where a server allocates (at connect, at
+    /// the first byte, at the request) moves memory between the two parts,
+    /// so servers are compared on this sum.
+    pub fn kib_per_waiting_client(&self) -> f64 {
+        self.kib_per_connection() + self.memory_kib_per_request()
     }
 }
 
@@ -131,14 +164,16 @@ async fn sleep_once(
         .map_err(|_| format!("no answer within {REQUEST_TIMEOUT:?}"))?
 }
 
-/// Starts a `kind` server, loads it with `requests` sleeps, and measures.
-pub async fn run(kind: Kind, requests: usize) -> Run {
-    let mut server = ServerProcess::start(kind);
+/// Starts a `kind` server, loads it with `requests` sleeps, and measures;
+/// or says why the server cannot run here.
+pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
+    let mut server = ServerProcess::start(kind)?;
     let pid = server.pid();
     let host = server.addr.to_string();
     // Let the new process settle before the first reading.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fresh = probe::read(pid);
+    let heap_fresh = server.heap().map(|(live, _)| live);
 
     let connecting = Instant::now();
     let connections: Vec<_> = stream::iter(0..requests)
@@ -162,6 +197,7 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connected = probe::read(pid);
     let heap_connected = server.heap().map(|(live, _)| live);
+    server.most_in_flight();
 
     let sampler = PeakSampler::start(pid);
     let load_cpu = || {
@@ -178,6 +214,9 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
     .await;
     let load_cpu_s = load_cpu() - load_cpu_before;
     let heap_in_flight_peak = server.heap().map(|(_, peak)| peak);
+    // The reader thread may still be catching up with the last lines, but
+    // the most in flight was reached before the first answer came back.
+    let in_flight_together = server.most_in_flight();
     let mut in_flight_peak = sampler.stop();
     in_flight_peak.peak_rss_kib = probe::read(pid).peak_rss_kib;
     let server_cpu_s = probe::cpu_seconds(&pid.to_string());
@@ -202,19 +241,21 @@ pub async fn run(kind: Kind, requests: usize) -> Run {
             }
         }
     }
-    Run {
+    Ok(Run {
         server: kind,
         requests,
+        in_flight_together,
         succeeded,
         failed,
         overhead_us,
         fresh,
         connected,
         in_flight_peak,
+        heap_fresh,
         heap_connected,
         heap_in_flight_peak,
         idle_wait,
         server_cpu_s,
         load_cpu_s,
-    }
+    })
 }

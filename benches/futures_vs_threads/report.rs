@@ -8,13 +8,27 @@ use plotters::prelude::*;
 use crate::load::Run;
 use crate::servers::Kind;
 use crate::sizes::FutureSizes;
+use crate::Runs;
+
+/// The servers in the charts, each with its colour. The blocking server is
+/// left out: it runs at one small N only, and its memory figures mean
+/// nothing.
+const CHARTED: [(Kind, RGBColor); 6] = [
+    (Kind::Futures, BLUE),
+    (Kind::BareHyper, GREEN),
+    (Kind::Axum, RGBColor(230, 130, 0)),
+    (Kind::Node, RGBColor(120, 60, 160)),
+    (Kind::Go, RGBColor(0, 160, 170)),
+    (Kind::ThreadPerRequest, RED),
+];
 
 /// The report's columns, in order: the table's and the CSV's header.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 20] = [
     "server",
     "N",
     "ok",
     "errors",
+    "in flight together",
     "p50 overhead ms",
     "p99 overhead ms",
     "p99.9 overhead ms",
@@ -25,6 +39,8 @@ pub const COLUMNS: [&str; 17] = [
     "kernel KiB/request",
     "memory KiB/request",
     "KiB/idle connection",
+    "heap KiB/idle connection",
+    "KiB/waiting client",
     "peak threads",
     "server CPU s (user + sys)",
     "load-gen CPU s",
@@ -40,15 +56,21 @@ fn ms(run: &Run, quantile: f64) -> String {
     )
 }
 
+fn kib(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.1}")
+    } else {
+        "-".to_string()
+    }
+}
+
 /// One run's cells, in the order of `COLUMNS`.
 pub fn cells(run: &Run) -> Vec<String> {
-    // Memory per request divides growth by N, which assumes all N requests
-    // are in flight together. The blocking server never has more than one
-    // per worker thread in flight, so for it the figure would mean nothing.
-    let per_request = |kib: f64| match run.server {
+    // The blocking server has at most one request per worker thread in
+    // flight and the rest queued, so memory per request means nothing.
+    let per_request = |value: f64| match run.server {
         Kind::Blocking => "-".to_string(),
-        _ if !kib.is_finite() => "-".to_string(),
-        _ => format!("{kib:.1}"),
+        _ => kib(value),
     };
     let max_ms = if run.succeeded == 0 {
         "-".to_string()
@@ -60,6 +82,7 @@ pub fn cells(run: &Run) -> Vec<String> {
         run.requests.to_string(),
         run.succeeded.to_string(),
         run.failed.to_string(),
+        run.in_flight_together.to_string(),
         ms(run, 0.5),
         ms(run, 0.99),
         ms(run, 0.999),
@@ -68,12 +91,43 @@ pub fn cells(run: &Run) -> Vec<String> {
         per_request(run.user_kib_per_request()),
         per_request(run.heap_kib_per_request()),
         per_request(run.kernel_kib_per_request()),
-        per_request(run.user_kib_per_request() + run.kernel_kib_per_request()),
-        format!("{:.1}", run.kib_per_connection()),
+        per_request(run.memory_kib_per_request()),
+        kib(run.kib_per_connection()),
+        kib(run.heap_kib_per_connection()),
+        per_request(run.kib_per_waiting_client()),
         run.in_flight_peak.threads.to_string(),
         format!("{:.2} + {:.2}", run.server_cpu_s.0, run.server_cpu_s.1),
         format!("{:.2}", run.load_cpu_s),
     ]
+}
+
+/// What a reader of the table must know about this run: the servers that
+/// could not run, and the runs whose requests did not all overlap.
+pub fn notes(runs: &Runs) -> String {
+    let mut notes = String::new();
+    for (kind, why) in &runs.skipped {
+        notes += &format!("- {} did not run: {why}\n", kind.name());
+    }
+    for run in &runs.runs {
+        if run.in_flight_together < run.requests && run.server != Kind::Blocking {
+            notes += &format!(
+                "- {} at N = {}: only {} requests were in flight together; its \
+                 per-request figures divide by that\n",
+                run.server.name(),
+                run.requests,
+                run.in_flight_together
+            );
+        }
+    }
+    if runs.runs.iter().any(|run| !run.server.is_rust()) {
+        notes += "- node and go have no heap figures (`-`): they run allocators \
+                  of their own, which the benchmark's counting allocator cannot see\n";
+    }
+    if notes.is_empty() {
+        notes
+    } else {
+        format!("\n{notes}")
+    }
 }
 
 pub fn markdown(runs: &[Run]) -> String {
@@ -96,18 +150,15 @@ pub fn csv(runs: &[Run]) -> String {
 /// A number the chart draws for one run.
 type Metric = fn(&Run) -> f64;
 
-/// Memory per request and p99 overhead against N, one line each for the
-/// futures, bare-hyper and thread-per-request servers. The blocking server is left out:
-/// it runs at one small N only, and its memory figures mean nothing.
+/// Memory per waiting client and p99 overhead against N, one line a server.
 pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(500);
-    let series: Vec<(Kind, RGBColor)> = vec![
-        (Kind::Futures, BLUE),
-        (Kind::BareHyper, GREEN),
-        (Kind::ThreadPerRequest, RED),
-    ];
+    let series: Vec<(Kind, RGBColor)> = CHARTED
+        .into_iter()
+        .filter(|(kind, _)| runs.iter().any(|run| run.server == *kind))
+        .collect();
     let drawn: Vec<&Run> = runs
         .iter()
         .filter(|run| run.succeeded > 0 && series.iter().any(|(kind, _)| *kind == run.server))
@@ -117,8 +168,8 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
     // Each panel's legend goes where its lines are not.
     let panels: [(&str, Metric, SeriesLabelPosition); 2] = [
         (
-            "memory per in-flight request, KiB (user + kernel)",
-            |run| run.user_kib_per_request() + run.kernel_kib_per_request(),
+            "memory per waiting client, KiB (RSS + kernel)",
+            Run::kib_per_waiting_client,
             SeriesLabelPosition::MiddleRight,
         ),
         (
@@ -258,7 +309,7 @@ pub fn split(runs: &[Run], sizes: &FutureSizes, wanted: usize) -> Option<Split> 
             kib: threads.kernel_kib_per_request(),
         },
     ];
-    let total = |run: &Run| run.user_kib_per_request() + run.kernel_kib_per_request();
+    let total = Run::memory_kib_per_request;
     Some(Split {
         requests: n,
         futures: futures_parts,
@@ -378,6 +429,86 @@ pub fn split_chart(split: &Split, path: &Path) -> Result<(), Box<dyn std::error:
         .background_style(WHITE.mix(0.9))
         .position(SeriesLabelPosition::LowerRight)
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The N nearest `wanted` at which the example itself ran.
+pub fn nearest_n(runs: &[Run], wanted: usize) -> Option<usize> {
+    runs.iter()
+        .filter(|run| run.server == Kind::Futures && run.succeeded > 0)
+        .map(|run| run.requests)
+        .min_by_key(|n| n.abs_diff(wanted))
+}
+
+/// What one waiting client costs on each server at N: its idle connection
+/// and its request in flight, as one stacked bar a server.
+pub fn waiting_client_chart(
+    runs: &[Run],
+    n: usize,
+    path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bars: Vec<(&Run, RGBColor)> = CHARTED
+        .iter()
+        .filter_map(|(kind, colour)| {
+            runs.iter()
+                .find(|run| run.server == *kind && run.requests == n && run.succeeded > 0)
+                .map(|run| (run, *colour))
+        })
+        .collect();
+    let height = 90 + 46 * bars.len() as u32;
+    let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let widest = bars
+        .iter()
+        .map(|(run, _)| run.kib_per_waiting_client())
+        .fold(1.0, f64::max);
+    let rows = bars.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("What one waiting client costs, N = {n} at once (RSS + kernel, KiB)"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(10)
+        .build_cartesian_2d(0.0..widest * 1.6, 0.0..rows)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(
+            "KiB per waiting client: its idle connection (light) + its request in flight (dark)",
+        )
+        .draw()?;
+    for (row, (run, colour)) in bars.iter().enumerate() {
+        let y = rows - row as f64 - 0.5;
+        let idle = run.kib_per_connection().max(0.0);
+        let request = run.memory_kib_per_request().max(0.0);
+        chart.draw_series([
+            Rectangle::new([(0.0, y - 0.3), (idle, y + 0.3)], colour.mix(0.35).filled()),
+            Rectangle::new(
+                [(idle, y - 0.3), (idle + request, y + 0.3)],
+                colour.filled(),
+            ),
+        ])?;
+        let threads = if run.server == Kind::ThreadPerRequest {
+            format!(", {} threads", run.in_flight_peak.threads)
+        } else {
+            String::new()
+        };
+        chart.draw_series(std::iter::once(Text::new(
+            format!(
+                "{}: {:.1} = {:.1} idle + {:.1} request{threads}",
+                run.server.name(),
+                run.kib_per_waiting_client(),
+                run.kib_per_connection(),
+                run.memory_kib_per_request(),
+            ),
+            (idle + request + widest * 0.02, y + 0.12),
+            ("sans-serif", 14),
+        )))?;
+    }
     root.present()?;
     Ok(())
 }

@@ -1,6 +1,8 @@
-//! The servers compared, each run in a process of its own, all served by
-//! the example's own loop (`src/serve.rs`) with its default limits, on a
-//! tokio runtime with the same number of worker threads.
+//! The servers compared, each run in a process of its own.
+//!
+//! The Rust servers run on a tokio runtime with the same number of worker
+//! threads, and all but axum are served by the example's own loop
+//! (`src/serve.rs`) with its default limits:
 //!
 //! - `futures` is the example itself: its `router()` from `src/main.rs`,
 //!   compiled into this benchmark so that the counting allocator sees it.
@@ -8,9 +10,10 @@
 //!   sleep, no gotham router or `State`: what hyper and the serve loop cost
 //!   without gotham.
 //! - `bare-hyper-holding-request` is the same, but its future keeps the
-//!   request until it answers, as gotham's `State` does. The request's head
-//!   is made of slices of hyper's read buffer, and holding it shows what
-//!   that costs.
+//!   request until it answers, as gotham's `State` does: what holding a
+//!   request costs.
+//! - `axum` is what a Rust reader would pick instead: a `Query` extractor
+//!   and a tokio sleep, served by `axum::serve` as axum's docs serve it.
 //! - `thread-per-request` starts an OS thread that sleeps, and awaits a
 //!   oneshot channel that the thread completes. A thread of its own per
 //!   request, as in a server without futures; not `spawn_blocking`, whose
@@ -18,17 +21,26 @@
 //! - `blocking` sleeps on the worker thread itself: the mistake the example
 //!   warns against, measured at a small N only.
 //!
-//! Each prints the example's console lines. A server also answers the line
-//! `heap` on its stdin with `heap LIVE PEAK` on its stdout: its live heap
-//! bytes and the most there were since the last question (see `heap.rs`).
+//! Two peers in other languages sit in `peers/`: `node` (Node.js, one event
+//! loop and `setTimeout`) and `go` (net/http, a goroutine per connection and
+//! `time.Sleep`). Each runs when its tool is on PATH, and is skipped, with
+//! the reason in the report, when it is not.
+//!
+//! Every server prints the example's console lines; counting `starting`
+//! against `finished` tells how many requests were in flight together. A
+//! Rust server also answers the line `heap` on its stdin with
+//! `heap LIVE PEAK` on its stdout: its live heap bytes and the most there
+//! were since the last question (see `heap.rs`). Node and Go have their own
+//! allocators, which this one cannot see.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -57,15 +69,21 @@ pub enum Kind {
     Futures,
     BareHyper,
     BareHyperHoldingRequest,
+    Axum,
+    Node,
+    Go,
     ThreadPerRequest,
     Blocking,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Futures,
         Kind::BareHyper,
         Kind::BareHyperHoldingRequest,
+        Kind::Axum,
+        Kind::Node,
+        Kind::Go,
         Kind::ThreadPerRequest,
         Kind::Blocking,
     ];
@@ -75,6 +93,9 @@ impl Kind {
             Kind::Futures => "futures",
             Kind::BareHyper => "bare-hyper",
             Kind::BareHyperHoldingRequest => "bare-hyper-holding-request",
+            Kind::Axum => "axum",
+            Kind::Node => "node",
+            Kind::Go => "go",
             Kind::ThreadPerRequest => "thread-per-request",
             Kind::Blocking => "blocking",
         }
@@ -83,26 +104,102 @@ impl Kind {
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
+
+    /// Whether the server runs in this benchmark's own binary, and so has
+    /// the counting allocator and answers `heap`.
+    pub fn is_rust(self) -> bool {
+        !matches!(self, Kind::Node | Kind::Go)
+    }
+
+    /// The command that runs this server on `addr`, or why it cannot run
+    /// on this machine.
+    pub fn command(self, addr: &str) -> Result<Command, String> {
+        let mut command = match self {
+            Kind::Node => {
+                let version = Command::new("node").arg("--version").output();
+                if !matches!(version, Ok(out) if out.status.success()) {
+                    return Err("`node` is not on PATH".to_string());
+                }
+                let mut command = Command::new("node");
+                command.arg(peer_source("node_server.js"));
+                command
+            }
+            Kind::Go => Command::new(go_server()?),
+            _ => {
+                let mut command =
+                    Command::new(std::env::current_exe().map_err(|error| error.to_string())?);
+                command.args(["--serve", self.name()]);
+                command
+            }
+        };
+        command.arg(addr);
+        Ok(command)
+    }
+}
+
+fn peer_source(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/futures_vs_threads/peers")
+        .join(file)
+}
+
+/// Builds the Go peer once per benchmark process, under the target folder.
+fn go_server() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out_dir = crate::target_dir().join("futures_vs_threads");
+            let binary = out_dir.join("go_server");
+            let built = Command::new("go")
+                .arg("build")
+                .arg("-o")
+                .arg(&binary)
+                .arg(peer_source("go_server.go"))
+                // Go's build cache, kept with the rest of the build; and no
+                // toolchain download, which this machine could not make.
+                .env("GOCACHE", out_dir.join("go-cache"))
+                .env("GOTOOLCHAIN", "local")
+                .output();
+            match built {
+                Err(error) => Err(format!("`go` is not on PATH ({error})")),
+                Ok(out) if !out.status.success() => Err(format!(
+                    "`go build` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Ok(_) => Ok(binary),
+            }
+        })
+        .clone()
+}
+
+/// Requests in flight as the server's own lines tell: `starting` lines
+/// less `finished` lines, now and at most since the last look.
+#[derive(Default)]
+struct InFlight {
+    now: usize,
+    most: usize,
 }
 
 /// A server under test, running in its own process.
 pub struct ServerProcess {
+    kind: Kind,
     child: Child,
     stdin: ChildStdin,
     heap_answers: mpsc::Receiver<String>,
+    in_flight: Arc<Mutex<InFlight>>,
     pub addr: SocketAddr,
 }
 
 impl ServerProcess {
     /// Starts a `kind` server on a free port and waits for its address.
-    pub fn start(kind: Kind) -> ServerProcess {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .args(["--serve", kind.name(), "127.0.0.1:0"])
+    pub fn start(kind: Kind) -> Result<ServerProcess, String> {
+        let mut child = kind
+            .command("127.0.0.1:0")?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|error| panic!("cannot start the {} server: {error}", kind.name()));
+            .map_err(|error| format!("cannot start the {} server: {error}", kind.name()))?;
 
         let stdin = child.stdin.take().expect("piped stdin");
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
@@ -110,33 +207,64 @@ impl ServerProcess {
         let addr = first
             .strip_prefix("Listening for requests at http://")
             .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("the {} server printed {first:?}", kind.name()));
+            .ok_or_else(|| format!("the {} server printed {first:?}", kind.name()))?;
         // Every server prints two lines a request; reading them keeps the
-        // pipe from filling up and stalling the server.
+        // pipe from filling up and stalling the server, and counts them.
         let (answer, heap_answers) = mpsc::channel();
+        let in_flight = Arc::new(Mutex::new(InFlight::default()));
+        let counts = Arc::clone(&in_flight);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if line.starts_with("heap ") {
+                if line.ends_with(": starting") {
+                    // A std mutex: held for two additions, never across a wait.
+                    let mut counts = counts.lock().expect("the count");
+                    counts.now += 1;
+                    counts.most = counts.most.max(counts.now);
+                } else if line.ends_with(": finished") {
+                    let mut counts = counts.lock().expect("the count");
+                    counts.now = counts.now.saturating_sub(1);
+                } else if line.starts_with("heap ") {
                     let _ = answer.send(line);
                 }
             }
         });
-        ServerProcess {
+        Ok(ServerProcess {
+            kind,
             child,
             stdin,
             heap_answers,
+            in_flight,
             addr,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The most requests in flight together since the last call, as the
+    /// server's lines tell.
+    ///
+    /// Call it after `heap`: the answer to `heap` comes after every line
+    /// printed before it, so once it is read, so are they. A server in
+    /// another language has no such marker, and gets a moment instead.
+    pub fn most_in_flight(&self) -> usize {
+        if !self.kind.is_rust() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let mut counts = self.in_flight.lock().expect("the count");
+        let most = counts.most;
+        counts.most = counts.now;
+        most
+    }
+
     /// The server's live heap bytes now, and the most there were since the
-    /// last call; `None` if it does not answer (a server that ran out of
-    /// threads may have died).
+    /// last call; `None` for a server in another language, or one that
+    /// does not answer (a server that ran out of threads may have died).
     pub fn heap(&mut self) -> Option<(u64, u64)> {
+        if !self.kind.is_rust() {
+            return None;
+        }
         writeln!(self.stdin, "heap").ok()?;
         let line = self
             .heap_answers
@@ -211,7 +339,7 @@ fn router(kind: Kind) -> Router {
             match kind {
                 Kind::ThreadPerRequest => sleep.to(thread_per_request),
                 Kind::Blocking => sleep.to(blocking),
-                _ => unreachable!("only gotham servers have a router"),
+                _ => unreachable!("only the gotham servers have a gotham router"),
             }
         }),
     }
@@ -261,6 +389,18 @@ async fn answer_after_sleeping(seconds: Option<u64>) -> Result<Response<Full<Byt
     ))
 }
 
+/// axum's `/sleep`: the query parsed by its `Query` extractor, then an
+/// `async fn` that awaits a tokio sleep.
+async fn axum_sleep(
+    axum::extract::Query(query): axum::extract::Query<SecondsQuery>,
+) -> Response<Full<Bytes>> {
+    let seconds = query.seconds;
+    println!("sleep for {seconds} seconds once: starting");
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    println!("sleep for {seconds} seconds once: finished");
+    plain_text(StatusCode::OK, format!("slept for {seconds} seconds\n"))
+}
+
 fn plain_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -294,6 +434,16 @@ pub fn serve(kind: Kind, addr: &str) -> ! {
             Kind::BareHyperHoldingRequest => {
                 let new_service = |_client| service_fn(bare_hyper_holding_request);
                 serve_with(listener, new_service, Limits::default(), never).await
+            }
+            Kind::Axum => {
+                let app = axum::Router::new().route("/sleep", axum::routing::get(axum_sleep));
+                // `axum::serve` has no header deadline of its own; the
+                // benchmark's idle connections send their request well
+                // within any.
+                axum::serve(listener, app)
+                    .await
+                    .expect("axum serves until killed");
+                unreachable!("axum::serve returned")
             }
             _ => {
                 let router = router(kind);

@@ -23,8 +23,9 @@ pub struct FutureSizes {
 }
 
 /// Builds one future of each kind, as a request for one second would, and
-/// measures it. Must run inside a tokio runtime: a sleep registers with its
-/// timer when it is made.
+/// measures it. Must run inside a tokio runtime: making a `Sleep` takes a
+/// handle to the runtime's timer (the deadline is filed there only when the
+/// sleep is first polled, which never happens here).
 pub fn measure() -> FutureSizes {
     let request = || {
         Request::get("/sleep?seconds=1")
