@@ -233,16 +233,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("Listening for requests at http://{addr}");
-
-    match serve::serve(listener, router()).await {
-        Ok(Stopped::Gracefully) => ExitCode::SUCCESS,
-        // What a shell reports for a program ended by Ctrl-C (128 + SIGINT).
-        Ok(Stopped::AtOnce) => ExitCode::from(130),
+    // Before the line below: whoever sees it may press Ctrl-C at once, and
+    // should get a graceful shutdown, not the default sudden death.
+    let stop_signals = match serve::stop_signals() {
+        Ok(stop_signals) => stop_signals,
         Err(reason) => {
             eprintln!("error: cannot watch for Ctrl-C: {reason}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    println!("Listening for requests at http://{addr}");
+
+    match serve::serve(listener, router(), stop_signals).await {
+        Stopped::Gracefully => ExitCode::SUCCESS,
+        // What a shell reports for a program ended by Ctrl-C (128 + SIGINT).
+        Stopped::AtOnce => ExitCode::from(130),
     }
 }
 

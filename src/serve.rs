@@ -6,9 +6,9 @@
 //!
 //! - it gives hyper no timer, so hyper's deadline for reading a request head
 //!   is off. A connection that never sends a complete request is kept
-//!   forever. Each one costs a descriptor and about 10 KiB there; 19,990
-//!   of them left a new `GET /sleep?seconds=0` unanswered for the 60 s it was
-//!   tried (descriptor limit 20,000);
+//!   forever, holding a descriptor and hyper's buffers; 19,990 of them left
+//!   a new `GET /sleep?seconds=0` unanswered for the 60 s it was tried
+//!   (descriptor limit 20,000);
 //! - its accept loop retries at once after any error. Out of descriptors the
 //!   listener stays readable, so the loop spins: 100% of a core for as long
 //!   as the idle connections stay.
@@ -16,8 +16,16 @@
 //! So this file has its own accept loop, built on gotham's public API
 //! (`State::from_request` and `call_handler`, as gotham's own
 //! `custom_service` example does) and on hyper's HTTP/1 connection with a
-//! timer. It bounds what a client can hold, pauses instead of spinning, and
-//! shuts down gracefully on Ctrl-C or SIGTERM.
+//! timer. What it does, each for a reason given where it is done:
+//!
+//! - a connection must send a complete request head within a deadline;
+//! - hyper's buffers are made only once a client has sent a byte, and a
+//!   waiting request does not keep them (`detach_head`), so what a waiting
+//!   client costs is close to what bare hyper's costs;
+//! - out of descriptors, it closes the connection idle the longest to make
+//!   room for a new client, and never a request in flight; with none idle it
+//!   pauses instead of spinning;
+//! - it shuts down gracefully on Ctrl-C or SIGTERM.
 //!
 //! It speaks HTTP/1.1 only. hyper-util's automatic builder, which
 //! `bind_server` uses, first sniffs for HTTP/2's preface, and that step has
@@ -25,28 +33,32 @@
 //! without TLS ("prior knowledge") is what it would add, and browsers never
 //! use it.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, Stream, StreamExt};
 use gotham::hyper::body::{Body, Incoming};
+use gotham::hyper::header::{HeaderMap, HeaderValue};
 use gotham::hyper::server::conn::http1;
 use gotham::hyper::service::Service;
-use gotham::hyper::{Request, Response};
+use gotham::hyper::{Request, Response, Uri};
 use gotham::hyper_util::rt::{TokioIo, TokioTimer};
 use gotham::router::Router;
 use gotham::service::call_handler;
 use gotham::state::State;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// What hyper needs an error to be convertible into.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,12 +67,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// How long a connection may take to deliver a complete request head,
-    /// counted from when the server starts waiting for one: on a new
-    /// connection, and again after each answer on a kept-alive one. It never
-    /// cuts a request that has reached its handler.
+    /// counted from when the server starts waiting for one: from when the
+    /// connection is accepted, and again after each answer on a kept-alive
+    /// one. It never cuts a request that has reached its handler.
     pub header_deadline: Duration,
     /// How long to stop accepting after `accept()` fails for a reason that
-    /// is not one connection's fault (most often: out of descriptors).
+    /// is not one connection's fault and that closing an idle connection
+    /// cannot mend.
     pub accept_pause: Duration,
     /// How long requests in flight may go on once shutdown begins.
     pub grace_period: Duration,
@@ -69,7 +82,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            // hyper's own default, and axum's and Go's usual choice.
+            // hyper's default for `header_read_timeout`. (axum's `serve`
+            // sets none, and neither does Go's `http.Server` unless its
+            // `ReadHeaderTimeout` is set.)
             header_deadline: Duration::from_secs(30),
             // Short enough that the server answers again at once when
             // descriptors free up; long enough that a server out of them
@@ -78,7 +93,7 @@ impl Default for Limits {
             // Longer than the README's own 5-second requests, so a Ctrl-C
             // during them lets them finish; shorter than the 10 s `docker
             // stop` waits before it kills, so the server gets to finish
-            // itself and say so.
+            // itself and say so. A request that would take longer is dropped.
             grace_period: Duration::from_secs(8),
         }
     }
@@ -94,15 +109,18 @@ pub enum Stopped {
     AtOnce,
 }
 
-/// Serves `router` on `listener` with the default limits until Ctrl-C or
-/// SIGTERM. Fails only if it cannot watch for those signals.
-pub async fn serve(listener: TcpListener, router: Router) -> io::Result<Stopped> {
-    let stop_signals = stop_signals()?;
+/// Serves `router` on `listener` with the default limits until `stop`
+/// yields (see `stop_signals`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Stream<Item = ()> + Unpin,
+) -> Stopped {
     let new_service = move |client| GothamService {
         router: router.clone(),
         client,
     };
-    Ok(serve_with(listener, new_service, Limits::default(), stop_signals).await)
+    serve_with(listener, new_service, Limits::default(), stop).await
 }
 
 /// The router as a hyper service for one connection, from `client`.
@@ -120,14 +138,48 @@ impl Service<Request<Incoming>> for GothamService {
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let state = State::from_request(request, self.client);
+        let state = State::from_request(detach_head(request), self.client);
         // `call_handler` turns a handler's panic into a 500, which needs the
         // promise that `State` is fine to use after one.
         call_handler(self.router.clone(), AssertUnwindSafe(state)).boxed()
     }
 }
 
+/// The same request, with a URI and header values that own their bytes.
+///
+/// hyper reads a request head into an 8 KiB buffer and hands out the URI
+/// and header values as slices of it, sharing the allocation. gotham keeps
+/// the head in `State` for as long as the handler runs, so a request that
+/// sleeps for an hour would keep the whole buffer for an hour, and hyper
+/// would allocate another to go on reading the connection. Copying the
+/// parts that point into it costs the head's own size (a few hundred bytes
+/// for a usual request) and lets hyper reuse its buffer at once.
+///
+/// Header *names* need no copy: hyper makes them from static names or fresh
+/// copies, never from its buffer.
+pub fn detach_head<B>(request: Request<B>) -> Request<B> {
+    let (mut head, body) = request.into_parts();
+    // A URI that was parsed once parses again; if it somehow did not, the
+    // request keeps the shared one, which is only a cost.
+    if let Ok(uri) = Uri::try_from(head.uri.to_string()) {
+        head.uri = uri;
+    }
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), owned);
+    }
+    head.headers = headers;
+    Request::from_parts(head, body)
+}
+
 /// SIGINT (Ctrl-C) and SIGTERM, as one stream of stop requests.
+///
+/// The handlers are installed when this is called, not when the stream is
+/// first polled, so `main` calls it before it says it is listening: from
+/// then on, Ctrl-C asks for a graceful shutdown instead of killing the
+/// process.
 pub fn stop_signals() -> io::Result<impl Stream<Item = ()> + Unpin> {
     let interrupt = signal(SignalKind::interrupt())?;
     let terminate = signal(SignalKind::terminate())?;
@@ -143,13 +195,29 @@ pub fn stop_signals() -> io::Result<impl Stream<Item = ()> + Unpin> {
     )))
 }
 
+/// Where connections come from: a `TcpListener`, or in tests, one that can
+/// be made to run out of descriptors on demand.
+pub trait Accept {
+    fn accept(&mut self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    fn accept(&mut self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        TcpListener::accept(self)
+    }
+}
+
+/// How long the accept loop goes without closing an idle connection before
+/// it reports how many it closed.
+const SHEDDING_REPORT_AFTER: Duration = Duration::from_secs(1);
+
 /// Serves connections from `listener` until `stop` yields, then shuts down.
 ///
 /// `new_service` makes the service for each connection from the client's
 /// address. The first item of `stop` begins a graceful shutdown; a second
 /// one, during the grace period, ends it at once.
 pub async fn serve_with<S, B>(
-    listener: TcpListener,
+    mut listener: impl Accept,
     new_service: impl Fn(SocketAddr) -> S,
     limits: Limits,
     stop: impl Stream<Item = ()> + Unpin,
@@ -166,11 +234,14 @@ where
     // The timer is the line `bind_server` lacks: without one, hyper cannot
     // time anything and quietly skips its default 30 s header deadline (a
     // deadline set by hand without a timer would make it panic instead).
+    // hyper's deadline covers the heads after the first; `serve_connection`
+    // below times the first one from the moment of accepting.
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_deadline);
 
     let mut stop = stop;
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let idle = Arc::new(IdleConnections::default());
     // A watch channel, not a `Notify`: a connection that starts waiting
     // after the value changed still sees the change.
     let (begin_shutdown, shutdown_begun) = watch::channel(false);
@@ -178,6 +249,8 @@ where
     // with them the futures of the requests still in flight.
     let mut connections = JoinSet::new();
     let mut failing_since_last_accept = false;
+    let mut shed_in_streak = 0usize;
+    let mut last_shed = Instant::now();
 
     loop {
         tokio::select! {
@@ -185,16 +258,44 @@ where
             accepted = listener.accept() => match accepted {
                 Ok((socket, client)) => {
                     failing_since_last_accept = false;
-                    let service = Counted {
+                    let place = IdlePlace::new(&idle);
+                    let service = Tracked {
                         inner: new_service(client),
                         in_flight: Arc::clone(&in_flight),
+                        place: Arc::clone(&place),
                     };
-                    let connection = http.serve_connection(TokioIo::new(socket), service);
-                    connections.spawn(serve_connection(connection, shutdown_begun.clone()));
+                    connections.spawn(serve_connection(
+                        socket,
+                        http.clone(),
+                        service,
+                        place,
+                        Instant::now() + limits.header_deadline,
+                        shutdown_begun.clone(),
+                    ));
                 }
                 // The client gave up before we took its connection: nothing
                 // is short, so accept the next one at once.
                 Err(error) if belongs_to_one_connection(&error) => {}
+                // Out of descriptors, a connection that sends nothing and
+                // one that waits for a second request hold a descriptor for
+                // nobody's benefit, while the new client waiting in the
+                // queue may have a request ready. Closing the connection
+                // idle the longest is what a client can best afford: one
+                // that has waited that long is the least likely to send
+                // anything soon. Requests in flight are never shed, since
+                // their handlers are doing what they were asked.
+                Err(error) if out_of_descriptors(&error) && idle.shed_longest_idle() => {
+                    shed_in_streak += 1;
+                    last_shed = Instant::now();
+                    // Its descriptor is free once its task has ended. If the
+                    // connection took a request meanwhile it stays, and the
+                    // pause bounds the wait before the next try.
+                    tokio::select! {
+                        () = next_stop(&mut stop) => break,
+                        Some(_) = connections.join_next() => {}
+                        () = tokio::time::sleep(limits.accept_pause) => {}
+                    }
+                }
                 Err(error) => {
                     if !failing_since_last_accept {
                         eprintln!(
@@ -209,10 +310,19 @@ where
                     }
                 }
             },
+            // One line per streak, not one per connection: a flood of
+            // clients can make the loop shed thousands a second.
+            () = tokio::time::sleep_until(last_shed + SHEDDING_REPORT_AFTER), if shed_in_streak > 0 => {
+                report_shedding(shed_in_streak);
+                shed_in_streak = 0;
+            }
             // Collect finished connections as they end, or the set keeps
             // every one that ever was.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+    if shed_in_streak > 0 {
+        report_shedding(shed_in_streak);
     }
 
     // Closing the listener makes new clients' connects fail at once.
@@ -244,26 +354,86 @@ where
     stopped
 }
 
-/// Drives one connection; once shutdown begins, asks it to close when idle.
-async fn serve_connection<I, S, B>(
-    connection: http1::Connection<I, S>,
+fn report_shedding(closed: usize) {
+    eprintln!(
+        "out of descriptors: closed {}, longest idle first, to make room for new clients",
+        count(closed, "idle connection", "idle connections")
+    );
+}
+
+/// Drives one connection from its accepting to its end.
+///
+/// Until the client sends its first byte, the connection is only a socket:
+/// hyper allocates an 8 KiB write buffer when its connection is built and
+/// an 8 KiB read buffer when it is first polled, and a client that has sent
+/// nothing, or never will, need not cost them. `peek` waits for a byte
+/// without taking it, so hyper still reads the whole request. (tokio's
+/// `readable()` would not do: it may report a silent socket ready.)
+///
+/// hyper times a request head only from its first read of it, which is now
+/// the first byte, so this task keeps the deadline for the first head
+/// itself: `first_head_deadline`, one header deadline after the accepting.
+async fn serve_connection<S, B>(
+    socket: TcpStream,
+    http: http1::Builder,
+    service: Tracked<S>,
+    place: Arc<IdlePlace>,
+    first_head_deadline: Instant,
     mut shutdown_begun: watch::Receiver<bool>,
 ) where
-    I: gotham::hyper::rt::Read + gotham::hyper::rt::Write + Unpin,
-    S: gotham::hyper::service::HttpService<Incoming, ResBody = B>,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut connection = pin!(connection);
+    let mut first_byte = [0u8; 1];
     tokio::select! {
-        // A client that went away or broke the protocol, or a header
-        // deadline that passed: the connection is over either way.
-        _ = connection.as_mut() => return,
-        _ = shutdown_begun.wait_for(|begun| *begun) => {}
+        sent = socket.peek(&mut first_byte) => match sent {
+            Ok(bytes) if bytes > 0 => {}
+            // Closed before sending anything, or broken.
+            _ => return,
+        },
+        () = tokio::time::sleep_until(first_head_deadline) => return,
+        () = place.shed.notified() => return,
+        _ = shutdown_begun.wait_for(|begun| *begun) => return,
     }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+
+    let mut connection = pin!(http.serve_connection(TokioIo::new(socket), service));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            // A client that went away or broke the protocol, or hyper's
+            // header deadline that passed: the connection is over.
+            _ = connection.as_mut() => return,
+            () = tokio::time::sleep_until(first_head_deadline), if !place.had_request() => {
+                // A request may have come while this sleep was armed.
+                if !place.had_request() {
+                    return;
+                }
+            }
+            () = place.shed.notified(), if !closing => {
+                if place.is_busy() {
+                    // It took a request after it was picked: it stays.
+                } else if !place.had_request() {
+                    // Part of a head, and nothing to finish.
+                    return;
+                } else {
+                    // Between requests: hyper closes it at once, after
+                    // flushing the end of its last answer.
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = shutdown_begun.wait_for(|begun| *begun), if !closing => {
+                // Closes at once if idle, after its answer if one is in
+                // flight.
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
 }
 
 /// The next stop request; a stream that has ended never asks again.
@@ -285,18 +455,158 @@ fn belongs_to_one_connection(error: &io::Error) -> bool {
     )
 }
 
+/// Whether `accept()` failed because the process (EMFILE) or the whole
+/// system (ENFILE) has no descriptor left: what closing a connection mends.
+/// The numbers are the same on Linux and the BSDs; std has no `ErrorKind`
+/// for them.
+fn out_of_descriptors(error: &io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    matches!(error.raw_os_error(), Some(ENFILE | EMFILE))
+}
+
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// A service that counts its requests in flight: from the moment hyper
-/// hands it a request until its future is done or dropped.
-struct Counted<S> {
-    inner: S,
-    in_flight: Arc<AtomicUsize>,
+/// The connections with no request in flight, longest idle first.
+///
+/// A connection takes a turn number each time it becomes idle (when it is
+/// accepted, and when an answer is done), so the smallest number is the one
+/// idle the longest. A `BTreeMap` finds it without a scan and forgets a
+/// connection as soon as it is busy or gone, so it holds only idle ones.
+///
+/// A `std` mutex, not a tokio one: it is held for a map operation, never
+/// across an `.await`, and it is taken from hyper's `Service::call`, which
+/// is not async.
+#[derive(Default)]
+struct IdleConnections {
+    queue: Mutex<IdleQueue>,
 }
 
-impl<S, R> Service<R> for Counted<S>
+#[derive(Default)]
+struct IdleQueue {
+    next_turn: u64,
+    longest_idle_first: BTreeMap<u64, Arc<Notify>>,
+}
+
+impl IdleConnections {
+    fn queue(&self) -> MutexGuard<'_, IdleQueue> {
+        // Nothing panics while holding it; if something did, the map is
+        // still whole.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enter(&self, shed: &Arc<Notify>) -> u64 {
+        let mut queue = self.queue();
+        let turn = queue.next_turn;
+        queue.next_turn += 1;
+        queue.longest_idle_first.insert(turn, Arc::clone(shed));
+        turn
+    }
+
+    fn leave(&self, turn: u64) {
+        self.queue().longest_idle_first.remove(&turn);
+    }
+
+    /// Tells the connection idle the longest to close; false if none is
+    /// idle. `notify_one` keeps the message if the connection's task is
+    /// busy elsewhere, so it is never lost.
+    fn shed_longest_idle(&self) -> bool {
+        let longest_idle = self.queue().longest_idle_first.pop_first();
+        match longest_idle {
+            Some((_, shed)) => {
+                shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One connection's place among the idle ones, and whether it is busy.
+struct IdlePlace {
+    idle: Arc<IdleConnections>,
+    shed: Arc<Notify>,
+    state: Mutex<PlaceState>,
+}
+
+#[derive(Default)]
+struct PlaceState {
+    /// Its turn while it is idle.
+    turn: Option<u64>,
+    requests_in_flight: usize,
+    had_request: bool,
+}
+
+impl IdlePlace {
+    /// A new connection: idle until its first request.
+    fn new(idle: &Arc<IdleConnections>) -> Arc<IdlePlace> {
+        let shed = Arc::new(Notify::new());
+        let turn = idle.enter(&shed);
+        Arc::new(IdlePlace {
+            idle: Arc::clone(idle),
+            shed,
+            state: Mutex::new(PlaceState {
+                turn: Some(turn),
+                ..PlaceState::default()
+            }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, PlaceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn request_began(&self) {
+        let mut state = self.state();
+        state.requests_in_flight += 1;
+        state.had_request = true;
+        if let Some(turn) = state.turn.take() {
+            self.idle.leave(turn);
+        }
+    }
+
+    fn request_ended(&self) {
+        let mut state = self.state();
+        state.requests_in_flight -= 1;
+        if state.requests_in_flight == 0 && state.turn.is_none() {
+            state.turn = Some(self.idle.enter(&self.shed));
+        }
+    }
+
+    fn is_busy(&self) -> bool {
+        self.state().requests_in_flight > 0
+    }
+
+    fn had_request(&self) -> bool {
+        self.state().had_request
+    }
+}
+
+impl Drop for IdlePlace {
+    fn drop(&mut self) {
+        if let Some(turn) = self.state().turn.take() {
+            self.idle.leave(turn);
+        }
+    }
+}
+
+/// A service that keeps count of its requests in flight, for the shutdown
+/// lines and for its connection's place among the idle: a request is in
+/// flight from the moment hyper hands it over until its future is done or
+/// dropped.
+struct Tracked<S> {
+    inner: S,
+    in_flight: Arc<AtomicUsize>,
+    place: Arc<IdlePlace>,
+}
+
+impl<S, R> Service<R> for Tracked<S>
 where
     S: Service<R>,
     S::Future: Send + 'static,
@@ -306,7 +616,7 @@ where
     type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
     fn call(&self, request: R) -> Self::Future {
-        let in_flight = InFlight::enter(&self.in_flight);
+        let in_flight = InFlight::enter(&self.in_flight, &self.place);
         let response = self.inner.call(request);
         async move {
             let _in_flight = in_flight;
@@ -318,256 +628,28 @@ where
 
 /// One request in flight; leaving is counted in `drop`, so a request whose
 /// future is dropped unfinished leaves too.
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight {
+    counter: Arc<AtomicUsize>,
+    place: Arc<IdlePlace>,
+}
 
 impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+    fn enter(counter: &Arc<AtomicUsize>, place: &Arc<IdlePlace>) -> InFlight {
         counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(Arc::clone(counter))
+        place.request_began();
+        InFlight {
+            counter: Arc::clone(counter),
+            place: Arc::clone(place),
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.counter.fetch_sub(1, Ordering::SeqCst);
+        self.place.request_ended();
     }
 }
 
-/// The serve loop over real TCP, on tokio's paused clock: when every task
-/// waits, the clock jumps to the next timer, so a deadline passes in no real
-/// time and its virtual length is exact. Socket events are taken in before
-/// the clock moves, so a deadline never fires ahead of bytes already sent.
-///
-/// The limits differ from the defaults, to show that the ones passed in are
-/// the ones obeyed.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::channel::mpsc;
-    use gotham::bytes::Bytes;
-    use gotham::http_body_util::{BodyExt, Empty};
-    use gotham::hyper::client::conn::http1 as client;
-    use std::future::Future;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-    use tokio::task::JoinHandle;
-    use tokio::time::Instant;
-
-    const DEADLINE: Duration = Duration::from_secs(5);
-    const GRACE: Duration = Duration::from_secs(3);
-
-    struct TestServer {
-        addr: SocketAddr,
-        stop: mpsc::UnboundedSender<()>,
-        serving: JoinHandle<Stopped>,
-    }
-
-    async fn start(limits: Limits) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let addr = listener.local_addr().expect("an address");
-        let (stop, stops) = mpsc::unbounded();
-        let router = super::super::router();
-        let new_service = move |client| GothamService {
-            router: router.clone(),
-            client,
-        };
-        let serving = tokio::spawn(serve_with(listener, new_service, limits, stops));
-        TestServer {
-            addr,
-            stop,
-            serving,
-        }
-    }
-
-    fn limits() -> Limits {
-        Limits {
-            header_deadline: DEADLINE,
-            grace_period: GRACE,
-            ..Limits::default()
-        }
-    }
-
-    impl TestServer {
-        /// What Ctrl-C or SIGTERM does to the real server.
-        fn stop(&self) {
-            self.stop
-                .unbounded_send(())
-                .expect("the server listens for stops");
-        }
-    }
-
-    /// Reads until the server closes `stream`; returns how long that took
-    /// on tokio's clock, or `None` if it was still open after `patience`.
-    async fn closed_after(stream: &mut TcpStream, patience: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        let mut answer = Vec::new();
-        match tokio::time::timeout(patience, stream.read_to_end(&mut answer)).await {
-            Ok(_) => Some(started.elapsed()),
-            Err(_) => None,
-        }
-    }
-
-    /// Asserts that a connection that sent `bytes` is closed exactly at the
-    /// header deadline.
-    async fn assert_closed_at_the_deadline(bytes: &[u8]) {
-        let server = start(limits()).await;
-        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
-        stream.write_all(bytes).await.expect("sends");
-        let closed = closed_after(&mut stream, DEADLINE * 4).await;
-        assert_eq!(
-            closed,
-            Some(DEADLINE),
-            "after sending {:?}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_sends_nothing_is_closed_at_the_header_deadline() {
-        assert_closed_at_the_deadline(b"").await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_sends_a_few_bytes_and_stops_is_closed_at_the_header_deadline() {
-        assert_closed_at_the_deadline(b"GE").await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_stops_mid_headers_is_closed_at_the_header_deadline() {
-        assert_closed_at_the_deadline(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nX-Ha")
-            .await;
-    }
-
-    /// Opens a connection and sends one `GET path_and_query` on it.
-    async fn request(
-        addr: SocketAddr,
-        path_and_query: &str,
-    ) -> (
-        client::SendRequest<Empty<Bytes>>,
-        JoinHandle<Result<(), gotham::hyper::Error>>,
-        impl Future<Output = Result<String, String>>,
-    ) {
-        let stream = TcpStream::connect(addr).await.expect("connects");
-        let (mut sender, connection) = client::handshake(TokioIo::new(stream))
-            .await
-            .expect("an HTTP/1 handshake");
-        let connection = tokio::spawn(connection);
-        let request = Request::get(path_and_query)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .expect("a valid request");
-        let response = sender.send_request(request);
-        let body = async move {
-            let response = response.await.map_err(|error| error.to_string())?;
-            let body = response.into_body().collect().await;
-            let body = body.map_err(|error| error.to_string())?.to_bytes();
-            Ok(String::from_utf8_lossy(&body).into_owned())
-        };
-        (sender, connection, body)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_kept_alive_connection_is_closed_a_header_deadline_after_its_last_answer() {
-        let server = start(limits()).await;
-        let (_sender, connection, body) = request(server.addr, "/sleep?seconds=2").await;
-        assert_eq!(body.await.as_deref(), Ok("slept for 2 seconds\n"));
-        let answered = Instant::now();
-        // The client keeps its side open; only the server can end it.
-        let ended = tokio::time::timeout(DEADLINE * 4, connection).await;
-        assert!(
-            ended.is_ok(),
-            "still open {:?} after the answer",
-            DEADLINE * 4
-        );
-        assert_eq!(answered.elapsed(), DEADLINE);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_request_in_its_handler_is_never_cut_by_the_header_deadline() {
-        let server = start(limits()).await;
-        let started = Instant::now();
-        let (_sender, _connection, body) = request(server.addr, "/sleep?seconds=3600").await;
-        assert_eq!(body.await.as_deref(), Ok("slept for 3600 seconds\n"));
-        assert_eq!(started.elapsed(), Duration::from_secs(3600));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_finishes_short_requests_closes_idle_connections_and_drops_the_rest() {
-        let server = start(limits()).await;
-        let (_a, _short_connection, short) = request(server.addr, "/sleep?seconds=2").await;
-        let (_b, _long_connection, long) = request(server.addr, "/sleep?seconds=3600").await;
-        let short = tokio::spawn(short);
-        let long = tokio::spawn(long);
-        let mut idle = TcpStream::connect(server.addr).await.expect("connects");
-        // Every request above reaches its handler before the clock moves.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-
-        let stopping = Instant::now();
-        server.stop();
-        assert_eq!(
-            closed_after(&mut idle, Duration::from_secs(1)).await,
-            Some(Duration::ZERO),
-            "an idle connection should be closed as soon as shutdown begins"
-        );
-        assert!(
-            TcpStream::connect(server.addr).await.is_err(),
-            "a new connection was accepted after shutdown began"
-        );
-        assert_eq!(
-            short.await.expect("the short request's task").as_deref(),
-            Ok("slept for 2 seconds\n")
-        );
-        let long = long.await.expect("the long request's task");
-        assert!(long.is_err(), "the hour-long sleep was answered: {long:?}");
-        assert_eq!(stopping.elapsed(), GRACE);
-        assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_ends_as_soon_as_the_last_request_finishes() {
-        let server = start(limits()).await;
-        let (_a, _connection, short) = request(server.addr, "/sleep?seconds=2").await;
-        let short = tokio::spawn(short);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let stopping = Instant::now();
-        server.stop();
-        assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
-        // The request had one second left, far less than the grace period.
-        assert_eq!(stopping.elapsed(), Duration::from_secs(1));
-        assert_eq!(
-            short.await.expect("the request's task").as_deref(),
-            Ok("slept for 2 seconds\n")
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_second_stop_during_the_grace_period_ends_at_once() {
-        let server = start(limits()).await;
-        let (_a, _connection, long) = request(server.addr, "/sleep?seconds=3600").await;
-        let long = tokio::spawn(long);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let stopping = Instant::now();
-        server.stop();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        server.stop();
-        assert_eq!(server.serving.await.expect("serve"), Stopped::AtOnce);
-        assert_eq!(stopping.elapsed(), Duration::from_secs(1));
-        assert!(long.await.expect("the request's task").is_err());
-    }
-
-    #[test]
-    fn only_errors_of_one_connection_are_retried_at_once() {
-        use io::ErrorKind::*;
-        for kind in [ConnectionAborted, ConnectionReset, ConnectionRefused] {
-            assert!(
-                belongs_to_one_connection(&io::Error::from(kind)),
-                "{kind:?}"
-            );
-        }
-        // EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or system is short.
-        for errno in [24, 23, 105, 12] {
-            let error = io::Error::from_raw_os_error(errno);
-            assert!(!belongs_to_one_connection(&error), "{error}");
-        }
-    }
-}
+mod tests;

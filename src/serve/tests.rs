@@ -1,0 +1,374 @@
+//! The serve loop over real TCP, on tokio's paused clock: when every task
+//! waits, the clock jumps to the next timer, so a deadline passes in no real
+//! time and its virtual length is exact. Socket events are taken in before
+//! the clock moves, so a deadline never fires ahead of bytes already sent.
+//!
+//! The limits differ from the defaults, to show that the ones passed in are
+//! the ones obeyed.
+
+use super::*;
+use futures::channel::mpsc;
+use gotham::bytes::Bytes;
+use gotham::http_body_util::{BodyExt, Empty};
+use gotham::hyper::client::conn::http1 as client;
+use gotham::hyper::header::HeaderValue;
+use std::future::Future;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(3);
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: mpsc::UnboundedSender<()>,
+    serving: JoinHandle<Stopped>,
+}
+
+async fn start(limits: Limits) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let (stop, stops) = mpsc::unbounded();
+    let router = super::super::router();
+    let new_service = move |client| GothamService {
+        router: router.clone(),
+        client,
+    };
+    let serving = tokio::spawn(serve_with(listener, new_service, limits, stops));
+    TestServer {
+        addr,
+        stop,
+        serving,
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        header_deadline: DEADLINE,
+        grace_period: GRACE,
+        ..Limits::default()
+    }
+}
+
+impl TestServer {
+    /// What Ctrl-C or SIGTERM does to the real server.
+    fn stop(&self) {
+        self.stop
+            .unbounded_send(())
+            .expect("the server listens for stops");
+    }
+}
+
+/// Reads until the server closes `stream`; returns how long that took
+/// on tokio's clock, or `None` if it was still open after `patience`.
+async fn closed_after(stream: &mut TcpStream, patience: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    match tokio::time::timeout(patience, stream.read_to_end(&mut answer)).await {
+        Ok(_) => Some(started.elapsed()),
+        Err(_) => None,
+    }
+}
+
+/// Asserts that a connection that sent `bytes` is closed exactly at the
+/// header deadline.
+async fn assert_closed_at_the_deadline(bytes: &[u8]) {
+    let server = start(limits()).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    stream.write_all(bytes).await.expect("sends");
+    let closed = closed_after(&mut stream, DEADLINE * 4).await;
+    assert_eq!(
+        closed,
+        Some(DEADLINE),
+        "after sending {:?}",
+        String::from_utf8_lossy(bytes)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_nothing_is_closed_at_the_header_deadline() {
+    assert_closed_at_the_deadline(b"").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_a_few_bytes_and_stops_is_closed_at_the_header_deadline() {
+    assert_closed_at_the_deadline(b"GE").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_mid_headers_is_closed_at_the_header_deadline() {
+    assert_closed_at_the_deadline(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nX-Ha")
+        .await;
+}
+
+/// Opens a connection and sends one `GET path_and_query` on it.
+async fn request(
+    addr: SocketAddr,
+    path_and_query: &str,
+) -> (
+    client::SendRequest<Empty<Bytes>>,
+    JoinHandle<Result<(), gotham::hyper::Error>>,
+    impl Future<Output = Result<String, String>>,
+) {
+    let stream = TcpStream::connect(addr).await.expect("connects");
+    let (mut sender, connection) = client::handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/1 handshake");
+    let connection = tokio::spawn(connection);
+    let request = Request::get(path_and_query)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .expect("a valid request");
+    let response = sender.send_request(request);
+    let body = async move {
+        let response = response.await.map_err(|error| error.to_string())?;
+        let body = response.into_body().collect().await;
+        let body = body.map_err(|error| error.to_string())?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    (sender, connection, body)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_is_closed_a_header_deadline_after_its_last_answer() {
+    let server = start(limits()).await;
+    let (_sender, connection, body) = request(server.addr, "/sleep?seconds=2").await;
+    assert_eq!(body.await.as_deref(), Ok("slept for 2 seconds\n"));
+    let answered = Instant::now();
+    // The client keeps its side open; only the server can end it.
+    let ended = tokio::time::timeout(DEADLINE * 4, connection).await;
+    assert!(
+        ended.is_ok(),
+        "still open {:?} after the answer",
+        DEADLINE * 4
+    );
+    assert_eq!(answered.elapsed(), DEADLINE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_in_its_handler_is_never_cut_by_the_header_deadline() {
+    let server = start(limits()).await;
+    let started = Instant::now();
+    let (_sender, _connection, body) = request(server.addr, "/sleep?seconds=3600").await;
+    assert_eq!(body.await.as_deref(), Ok("slept for 3600 seconds\n"));
+    assert_eq!(started.elapsed(), Duration::from_secs(3600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_finishes_short_requests_closes_idle_connections_and_drops_the_rest() {
+    let server = start(limits()).await;
+    let (_a, _short_connection, short) = request(server.addr, "/sleep?seconds=2").await;
+    let (_b, _long_connection, long) = request(server.addr, "/sleep?seconds=3600").await;
+    let short = tokio::spawn(short);
+    let long = tokio::spawn(long);
+    let mut idle = TcpStream::connect(server.addr).await.expect("connects");
+    // Every request above reaches its handler before the clock moves.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stopping = Instant::now();
+    server.stop();
+    assert_eq!(
+        closed_after(&mut idle, Duration::from_secs(1)).await,
+        Some(Duration::ZERO),
+        "an idle connection should be closed as soon as shutdown begins"
+    );
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "a new connection was accepted after shutdown began"
+    );
+    assert_eq!(
+        short.await.expect("the short request's task").as_deref(),
+        Ok("slept for 2 seconds\n")
+    );
+    let long = long.await.expect("the long request's task");
+    assert!(long.is_err(), "the hour-long sleep was answered: {long:?}");
+    assert_eq!(stopping.elapsed(), GRACE);
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_as_soon_as_the_last_request_finishes() {
+    let server = start(limits()).await;
+    let (_a, _connection, short) = request(server.addr, "/sleep?seconds=2").await;
+    let short = tokio::spawn(short);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopping = Instant::now();
+    server.stop();
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+    // The request had one second left, far less than the grace period.
+    assert_eq!(stopping.elapsed(), Duration::from_secs(1));
+    assert_eq!(
+        short.await.expect("the request's task").as_deref(),
+        Ok("slept for 2 seconds\n")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_stop_during_the_grace_period_ends_at_once() {
+    let server = start(limits()).await;
+    let (_a, _connection, long) = request(server.addr, "/sleep?seconds=3600").await;
+    let long = tokio::spawn(long);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = Instant::now();
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.stop();
+    assert_eq!(server.serving.await.expect("serve"), Stopped::AtOnce);
+    assert_eq!(stopping.elapsed(), Duration::from_secs(1));
+    assert!(long.await.expect("the request's task").is_err());
+}
+
+#[test]
+fn only_errors_of_one_connection_are_retried_at_once() {
+    use io::ErrorKind::*;
+    for kind in [ConnectionAborted, ConnectionReset, ConnectionRefused] {
+        assert!(
+            belongs_to_one_connection(&io::Error::from(kind)),
+            "{kind:?}"
+        );
+    }
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or system is short.
+    for errno in [24, 23, 105, 12] {
+        let error = io::Error::from_raw_os_error(errno);
+        assert!(!belongs_to_one_connection(&error), "{error}");
+    }
+}
+
+#[test]
+fn a_detached_head_shares_no_bytes_with_the_buffer_it_was_read_from() {
+    // hyper's read buffer in small: the URI and a header value are slices
+    // of one allocation, as hyper makes them.
+    let buffer = Bytes::from(b"/sleep?seconds=5 10.0.0.1".to_vec());
+    let request = || {
+        let uri = Uri::from_maybe_shared(buffer.slice(0..16)).expect("a URI");
+        let value = HeaderValue::from_maybe_shared(buffer.slice(17..)).expect("a value");
+        Request::get(uri)
+            .header("x-forwarded-for", value)
+            .body(())
+            .expect("a request")
+    };
+
+    let pinning = request();
+    assert!(
+        !buffer.is_unique(),
+        "the request should share the buffer before it is detached"
+    );
+    drop(pinning);
+
+    let detached = detach_head(request());
+    assert!(
+        buffer.is_unique(),
+        "the detached request still shares the buffer"
+    );
+    assert_eq!(detached.uri(), "/sleep?seconds=5");
+    assert_eq!(detached.headers()["x-forwarded-for"], "10.0.0.1");
+}
+
+/// A listener that can be told to fail the next few accepts with EMFILE,
+/// as a real one does when the process has no descriptor left. It takes
+/// the waiting connection and keeps it until the failures are used up, so
+/// to the client it is still waiting in the queue.
+struct ScarceListener {
+    listener: TcpListener,
+    failures_to_come: Arc<AtomicUsize>,
+    kept: Option<(TcpStream, SocketAddr)>,
+}
+
+impl Accept for ScarceListener {
+    fn accept(&mut self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
+        async move {
+            let next = match self.kept.take() {
+                Some(connection) => connection,
+                None => self.listener.accept().await?,
+            };
+            if self.failures_to_come.load(Ordering::SeqCst) > 0 {
+                self.failures_to_come.fetch_sub(1, Ordering::SeqCst);
+                self.kept = Some(next);
+                return Err(io::Error::from_raw_os_error(24));
+            }
+            Ok(next)
+        }
+    }
+}
+
+/// Lets every task run what it can before the test goes on.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn still_open(stream: &mut TcpStream) -> bool {
+    closed_after(stream, Duration::from_millis(1))
+        .await
+        .is_none()
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_in_flight_stay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let failures_to_come = Arc::new(AtomicUsize::new(0));
+    let listener = ScarceListener {
+        listener,
+        failures_to_come: Arc::clone(&failures_to_come),
+        kept: None,
+    };
+    let router = super::super::router();
+    let new_service = move |client| GothamService {
+        router: router.clone(),
+        client,
+    };
+    let (_stop, stops) = mpsc::unbounded::<()>();
+    tokio::spawn(serve_with(listener, new_service, limits(), stops));
+
+    // Idle the longest: connected first, and silent.
+    let mut silent = TcpStream::connect(addr).await.expect("connects");
+    settle().await;
+    // In flight, and for an hour: never to be shed.
+    let (_a, _sleeping_connection, sleeping) = request(addr, "/sleep?seconds=3600").await;
+    let sleeping = tokio::spawn(sleeping);
+    settle().await;
+    // Idle next: part of a request head.
+    let mut partial = TcpStream::connect(addr).await.expect("connects");
+    partial.write_all(b"GET /sle").await.expect("sends");
+    settle().await;
+    // Idle since its answer, kept alive.
+    let (_b, mut kept_alive, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    settle().await;
+
+    // One descriptor short: the silent connection gives way.
+    failures_to_come.store(1, Ordering::SeqCst);
+    let (_c, mut first_newcomer, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(!still_open(&mut silent).await, "the longest idle was kept");
+    assert!(
+        still_open(&mut partial).await,
+        "the second longest idle was closed"
+    );
+    let ended = tokio::time::timeout(Duration::from_millis(1), &mut kept_alive).await;
+    assert!(ended.is_err(), "the kept-alive connection was closed");
+
+    // Two short: the partial head, then the kept-alive connection.
+    failures_to_come.store(2, Ordering::SeqCst);
+    let (_d, _second_newcomer, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(!still_open(&mut partial).await, "the partial head was kept");
+    let ended = tokio::time::timeout(Duration::from_millis(1), &mut kept_alive).await;
+    assert!(ended.is_ok(), "the kept-alive connection was kept");
+    let ended = tokio::time::timeout(Duration::from_millis(1), &mut first_newcomer).await;
+    assert!(
+        ended.is_err(),
+        "the first newcomer, idle the shortest, was closed"
+    );
+
+    // Through all of it, the hour-long sleep went on.
+    assert_eq!(
+        sleeping
+            .await
+            .expect("the sleeping request's task")
+            .as_deref(),
+        Ok("slept for 3600 seconds\n")
+    );
+}
