@@ -1,44 +1,114 @@
-//! Out of descriptors, the server waits instead of spinning, and answers
-//! again as soon as descriptors are free.
+//! Out of descriptors: idle connections give way to a new client at once,
+//! requests in flight never do, and with nothing idle to close the server
+//! waits instead of spinning.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use gotham::hyper::StatusCode;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::Server;
+use crate::support::{client, get_with, Server};
 
 /// Open files the server may have: a few for itself, the rest connections.
 const DESCRIPTOR_LIMIT: u64 = 64;
-/// More idle connections than that, so `accept()` fails with EMFILE.
-const IDLE_CONNECTIONS: usize = 120;
+/// More connections than that, so `accept()` fails with EMFILE.
+const CONNECTIONS: usize = 120;
 /// How long the server's CPU time is watched while it is out of descriptors.
 const WATCHED: Duration = Duration::from_secs(1);
 
-#[tokio::test]
-async fn out_of_descriptors_the_server_waits_without_spinning_and_recovers() {
-    let server = Server::start_with_descriptor_limit(DESCRIPTOR_LIMIT);
-    let mut idle = Vec::new();
-    for _ in 0..IDLE_CONNECTIONS {
-        // The kernel completes the connect; the server cannot accept them all.
-        idle.push(TcpStream::connect(server.addr).await.expect("connects"));
-    }
-    // Let the server take in what it can and run out.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
+/// Asserts the server uses little CPU over `WATCHED`: a loop retrying
+/// accept() at once uses the whole second (measured on gotham's
+/// bind_server); pausing between tries uses next to nothing.
+async fn assert_calm(server: &Server, while_: &str) {
     let before = server.cpu_time();
     tokio::time::sleep(WATCHED).await;
     let used = server.cpu_time() - before;
-    // A loop retrying accept() at once uses the whole second (measured on
-    // gotham's bind_server); pausing between tries uses next to nothing.
     assert!(
         used < WATCHED / 4,
-        "out of descriptors, the server used {used:?} of CPU in {WATCHED:?}"
+        "{while_}, the server used {used:?} of CPU in {WATCHED:?}"
     );
+}
 
+#[tokio::test]
+async fn out_of_descriptors_idle_connections_give_way_to_a_new_client_and_requests_in_flight_stay()
+{
+    let mut server = Server::start_with_descriptor_limit(DESCRIPTOR_LIMIT);
+    let sleeping = tokio::spawn(get_owned(server.url("/sleep?seconds=3")));
+    server
+        .wait_for_count(
+            "sleep for 3 seconds once: starting",
+            1,
+            Duration::from_secs(5),
+        )
+        .await;
+
+    let mut idle = Vec::new();
+    for _ in 0..CONNECTIONS {
+        // Connected, silent: each one a descriptor the server holds.
+        idle.push(TcpStream::connect(server.addr).await.expect("connects"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_calm(&server, "making room among idle connections").await;
+
+    // The idle connections are still open on this side; the server must
+    // close some of its own to take this one.
+    let asked = Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        get_owned(server.url("/sleep?seconds=0")),
+    )
+    .await;
+    assert_eq!(
+        answer.ok(),
+        Some(Ok((StatusCode::OK, "slept for 0 seconds\n".to_string()))),
+        "a new client was not answered within 2 s (the header deadline is 30 s)"
+    );
+    let waited = asked.elapsed();
+
+    assert_eq!(
+        sleeping.await.expect("the sleeping request's task"),
+        Ok((StatusCode::OK, "slept for 3 seconds\n".to_string())),
+        "the request in flight when the idle connections came was not answered in full"
+    );
     drop(idle);
-    // No sleep here: the answer must come as soon as the server has closed
-    // the connections it held and accepted the rest; the client waits.
+    let stderr = server.stop_for_stderr().await;
+    assert!(
+        stderr.contains("out of descriptors: closed ")
+            && stderr.contains(" idle connections, longest idle first, to make room for new clients"),
+        "no line about the connections closed to make room (new client waited {waited:?}): {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_descriptors_with_every_connection_busy_the_server_waits_without_spinning_and_recovers(
+) {
+    let server = Server::start_with_descriptor_limit(DESCRIPTOR_LIMIT);
+    let mut busy = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        // A complete request each: nothing the server may close.
+        stream
+            .write_all(b"GET /sleep?seconds=3600 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("sends");
+        busy.push(stream);
+    }
+    // Let the server take in what it can and run out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_calm(&server, "out of descriptors with every request in flight").await;
+
+    // Hanging up ends those requests and frees their descriptors. No sleep
+    // here: the answer must come as soon as the server has closed them and
+    // accepted the rest; the client waits.
+    drop(busy);
     server
         .assert_still_answers("running out of descriptors")
         .await;
+}
+
+/// A GET that reports failure instead of panicking.
+async fn get_owned(url: String) -> Result<(StatusCode, String), String> {
+    let answer = get_with(&client(), &url).await?;
+    Ok((answer.status, answer.body))
 }

@@ -32,7 +32,7 @@ pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
 /// Runs the binary with `args`, its stdout and stderr piped to this process,
 /// and at most `descriptor_limit` open files if given; returns the child and
 /// the command line, for messages.
-fn spawn_binary(args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
+pub fn spawn_binary(args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
     let mut command_line = format!("{BINARY} {}", args.join(" "));
     let mut command = Command::new(BINARY);
     if let Some(limit) = descriptor_limit {
@@ -217,6 +217,18 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Stops the server with SIGTERM, waits for it to exit, and returns
+    /// everything it printed on stderr (which is read whole, at its end).
+    pub async fn stop_for_stderr(&mut self) -> String {
+        self.send_signal(libc::SIGTERM);
+        let status = self.wait_for_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "{} ended {status}", self.command);
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.stderr.lock().unwrap().clone()
     }
 
     /// CPU time the server has used so far, user and system together.
