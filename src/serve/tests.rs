@@ -277,19 +277,17 @@ struct ScarceListener {
 }
 
 impl Accept for ScarceListener {
-    fn accept(&mut self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + Send {
-        async move {
-            let next = match self.kept.take() {
-                Some(connection) => connection,
-                None => self.listener.accept().await?,
-            };
-            if self.failures_to_come.load(Ordering::SeqCst) > 0 {
-                self.failures_to_come.fetch_sub(1, Ordering::SeqCst);
-                self.kept = Some(next);
-                return Err(io::Error::from_raw_os_error(24));
-            }
-            Ok(next)
+    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        let next = match self.kept.take() {
+            Some(connection) => connection,
+            None => self.listener.accept().await?,
+        };
+        if self.failures_to_come.load(Ordering::SeqCst) > 0 {
+            self.failures_to_come.fetch_sub(1, Ordering::SeqCst);
+            self.kept = Some(next);
+            return Err(io::Error::from_raw_os_error(24));
         }
+        Ok(next)
     }
 }
 
