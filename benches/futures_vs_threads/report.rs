@@ -242,11 +242,12 @@ pub struct Split {
 ///
 /// For the futures server the parts are: the handler's future itself (its
 /// measured size); hyper and the serve loop (the bare hyper server's heap
-/// per request, less its own future), taken to cost the same under gotham;
-/// gotham (the rest of the live heap: `State` with the request's head,
-/// whose bytes are slices of hyper's read buffer and keep all of it alive,
-/// and the router's futures and boxes); allocator slack (RSS growth less live heap growth);
-/// and kernel memory. They add up to the measured total (RSS + kernel) by
+/// per request, less its own future), taken to cost the same under gotham:
+/// mostly hyper's two 8 KiB buffers, which the serve loop makes only once a
+/// connection's first byte arrives, so they count here and not in the idle
+/// connection's cost; gotham (the rest of the live heap: `State` with its
+/// copy of the request head, and the router's futures and boxes); allocator
+/// slack (RSS growth less live heap growth); and kernel memory. They add up to the measured total (RSS + kernel) by
 /// construction: slack is what RSS holds beyond what is live. Slack can be
 /// negative: memory allocated but never written is never paged in, so it is
 /// live heap that RSS does not show.
@@ -279,11 +280,11 @@ pub fn split(runs: &[Run], sizes: &FutureSizes, wanted: usize) -> Option<Split> 
             kib: future,
         },
         Part {
-            what: "futures: gotham's State, and the read buffer its request head keeps",
+            what: "futures: gotham (State with a copy of the head, the router's boxes)",
             kib: gotham,
         },
         Part {
-            what: "futures: hyper and the serve loop",
+            what: "futures: hyper (its buffers, made at the first byte) and the serve loop",
             kib: hyper,
         },
         Part {
