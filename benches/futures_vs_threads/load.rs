@@ -52,7 +52,7 @@ pub struct Run {
     pub heap_connected: Option<u64>,
     pub heap_in_flight_peak: Option<u64>,
     /// How long the first connection sat idle before its request was sent:
-    /// it must stay well under the server's 30 s header deadline.
+    /// it must stay under the servers' header deadline (`benchmark_limits`).
     pub idle_wait: Duration,
     /// Server CPU time from its start, user and system.
     pub server_cpu_s: (f64, f64),

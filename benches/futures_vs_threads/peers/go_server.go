@@ -54,7 +54,8 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/sleep", sleep)
 	// Go has no header deadline unless one is set: its zero value means none.
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second}
+	// The benchmark's deadline for the Rust servers too (see servers.rs).
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 120 * time.Second}
 	if err := server.Serve(listener); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
