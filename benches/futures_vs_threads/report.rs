@@ -473,7 +473,8 @@ pub fn waiting_client_chart(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(10)
-        .build_cartesian_2d(0.0..widest * 1.6, 0.0..rows)?;
+        // Twice the widest bar: room on its right for the longest label.
+        .build_cartesian_2d(0.0..widest * 2.0, 0.0..rows)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
