@@ -370,7 +370,7 @@ fn report_shedding(closed: usize) {
 /// without taking it, so hyper still reads the whole request. (tokio's
 /// `readable()` would not do: it may report a silent socket ready.)
 ///
-/// hyper times a request head only from its first read of it, which is now
+/// hyper times a request head only from its first read of it, which here is
 /// the first byte, so this task keeps the deadline for the first head
 /// itself: `first_head_deadline`, one header deadline after the accepting.
 async fn serve_connection<S, B>(

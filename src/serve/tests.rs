@@ -103,6 +103,19 @@ async fn a_client_that_stops_mid_headers_is_closed_at_the_header_deadline() {
         .await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_header_deadline_counts_from_connecting_not_from_the_first_byte() {
+    let server = start(limits()).await;
+    let connected = Instant::now();
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    // Silent for a while: the serve loop has not built hyper's connection,
+    // whose own deadline would only start with the first byte.
+    tokio::time::sleep(DEADLINE / 2).await;
+    stream.write_all(b"GE").await.expect("sends");
+    closed_after(&mut stream, DEADLINE * 4).await;
+    assert_eq!(connected.elapsed(), DEADLINE);
+}
+
 /// Opens a connection and sends one `GET path_and_query` on it.
 async fn request(
     addr: SocketAddr,
