@@ -2,9 +2,9 @@
 """Hold many idle connections to a running server, then see how soon a new
 client is answered and how much CPU the server used meanwhile.
 
-This is the manual check behind the README's "What the server bounds"
-figures; the automated version, at a small scale, is the black-box test
-`descriptors::out_of_descriptors_the_server_waits_without_spinning_and_recovers`.
+This is the manual check behind the figures in docs/serving.md; the
+automated version, at a small scale (64 descriptors), is the black-box test
+`descriptors::out_of_descriptors_idle_connections_give_way_to_a_new_client_and_requests_in_flight_stay`.
 
     cargo build --release
     (ulimit -n 20000; exec target/release/gotham_examples_handlers_simple_async_handlers 127.0.0.1:0) &
