@@ -3,7 +3,7 @@
 //! would pick instead (axum, Node.js, Go).
 //!
 //! ```text
-//! cargo bench --bench futures_vs_threads            # the full run, 2 minutes on 2 cores
+//! cargo bench --bench futures_vs_threads            # every server, N = 1,000 to 19,500
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! ```
