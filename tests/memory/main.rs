@@ -125,8 +125,29 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     REQUESTS_IN_HANDLER.store(0, Ordering::SeqCst);
+    // The server runs on a runtime of its own thread until the process
+    // ends, counting the connections it accepts.
     let accepted = Arc::new(AtomicUsize::new(0));
-    let addr = start_server(&accepted, new_service);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let new_service = {
+        let accepted = Arc::clone(&accepted);
+        move |client| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            new_service(client)
+        }
+    };
+    std::thread::spawn(move || {
+        let never = futures::stream::pending();
+        runtime.block_on(serve_with(listener, new_service, Limits::default(), never));
+    });
 
     // One answered request first, so that what is allocated once (the
     // runtime's first connection, lazy statics) is not counted per client.
@@ -174,41 +195,6 @@ where
         cost.idle_connection, cost.waiting_client
     );
     cost
-}
-
-/// Serves on a runtime of its own thread, counting the connections it
-/// accepts in `accepted`. The server runs until the process ends.
-fn start_server<S, B>(
-    accepted: &Arc<AtomicUsize>,
-    new_service: impl Fn(SocketAddr) -> S + Send + 'static,
-) -> SocketAddr
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("binds");
-    let addr = listener.local_addr().expect("an address");
-    let accepted = Arc::clone(accepted);
-    let new_service = move |client| {
-        accepted.fetch_add(1, Ordering::SeqCst);
-        new_service(client)
-    };
-    std::thread::spawn(move || {
-        let never = futures::stream::pending();
-        runtime.block_on(serve_with(listener, new_service, Limits::default(), never));
-    });
-    addr
 }
 
 /// Lets the server's tasks finish what they were doing.
