@@ -109,7 +109,7 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// task back in its run queue; polling it again finds the sleep done. Until
 /// then nothing polls it, so a sleeping request costs no CPU at all.
 /// Database queries and calls to other services are futures woken the same
-/// way (by the socket instead of the timer), so this carries over.
+/// way, by the socket instead of the timer (`beyond_timers.rs` has one).
 ///
 /// `map` comes from `futures::FutureExt`, a trait that adds combinators to
 /// every future. Unlike `Option::map` it runs nothing now: it wraps the sleep
