@@ -51,7 +51,7 @@ const CLIENTS: usize = 200;
 /// registration: about 2 KiB), far below the 16 KiB of hyper's two buffers.
 const MOST_HEAP_PER_IDLE_CONNECTION: usize = 6 * 1024;
 /// How much more heap gotham's waiting client may cost than bare hyper's:
-/// its `State`, copied head and boxed future, about 1.5 KiB, with room to
+/// its `State`, copied head and boxed future, about half a KiB, with room to
 /// spare; a head that pinned hyper's read buffer would add 8 KiB more.
 const MOST_HEAP_ABOVE_BARE_HYPER: usize = 4 * 1024;
 
