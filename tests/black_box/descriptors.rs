@@ -8,7 +8,7 @@ use gotham::hyper::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::{client, get_with, Server};
+use crate::support::{get_owned, Server};
 
 /// Open files the server may have: a few for itself, the rest connections.
 const DESCRIPTOR_LIMIT: u64 = 64;
@@ -105,10 +105,4 @@ async fn out_of_descriptors_with_every_connection_busy_the_server_waits_without_
     server
         .assert_still_answers("running out of descriptors")
         .await;
-}
-
-/// A GET that reports failure instead of panicking.
-async fn get_owned(url: String) -> Result<(StatusCode, String), String> {
-    let answer = get_with(&client(), &url).await?;
-    Ok((answer.status, answer.body))
 }

@@ -10,7 +10,7 @@ use gotham::hyper::StatusCode;
 
 use std::io::{BufRead, BufReader, Read};
 
-use crate::support::{client, get_with, spawn_binary, Server, LISTENING_PREFIX};
+use crate::support::{get_owned, spawn_binary, Server, LISTENING_PREFIX};
 
 /// The shipped grace period, `Limits::default()` in `src/serve.rs`.
 const GRACE: Duration = Duration::from_secs(8);
@@ -137,11 +137,4 @@ fn ctrl_c_the_instant_listening_appears_still_shuts_down_gracefully() {
             "{command} ended {status}; stderr: {stderr}"
         );
     }
-}
-
-/// A GET that reports failure instead of panicking, for requests the server
-/// is expected to drop.
-async fn get_owned(url: String) -> Result<(StatusCode, String), String> {
-    let answer = get_with(&client(), &url).await?;
-    Ok((answer.status, answer.body))
 }

@@ -329,6 +329,13 @@ pub async fn get(url: &str) -> Answer {
         .unwrap_or_else(|error| panic!("GET {url}: {error}"))
 }
 
+/// A GET on its own task (it takes `url` by value): the status and body,
+/// or why there is none, for requests a test expects may be dropped.
+pub async fn get_owned(url: String) -> Result<(StatusCode, String), String> {
+    let answer = get_with(&client(), &url).await?;
+    Ok((answer.status, answer.body))
+}
+
 /// GETs `url` with `client`, reading the whole body.
 pub async fn get_with(
     client: &Client<HttpConnector, Empty<Bytes>>,
