@@ -6,9 +6,8 @@
 //!
 //! - it gives hyper no timer, so hyper's deadline for reading a request head
 //!   is off. A connection that never sends a complete request is kept
-//!   forever, holding a descriptor and hyper's buffers; 19,990 of them left
-//!   a new `GET /sleep?seconds=0` unanswered for the 60 s it was tried
-//!   (descriptor limit 20,000);
+//!   forever, holding a descriptor and hyper's buffers, and enough of them
+//!   shut everybody else out (`docs/serving.md` has what was measured);
 //! - its accept loop retries at once after any error. Out of descriptors the
 //!   listener stays readable, so the loop spins: 100% of a core for as long
 //!   as the idle connections stay.

@@ -247,10 +247,11 @@ pub struct Split {
 /// connection's first byte arrives, so they count here and not in the idle
 /// connection's cost; gotham (the rest of the live heap: `State` with its
 /// copy of the request head, and the router's futures and boxes); allocator
-/// slack (RSS growth less live heap growth); and kernel memory. They add up to the measured total (RSS + kernel) by
-/// construction: slack is what RSS holds beyond what is live. Slack can be
-/// negative: memory allocated but never written is never paged in, so it is
-/// live heap that RSS does not show.
+/// slack (RSS growth less live heap growth); and kernel memory. They add
+/// up to the measured total (RSS + kernel) by construction: slack is what
+/// RSS holds beyond what is live. Slack can be negative: memory allocated
+/// but never written is never paged in, so it is live heap that RSS does
+/// not show.
 pub fn split(runs: &[Run], sizes: &FutureSizes, wanted: usize) -> Option<Split> {
     let find = |kind: Kind, n: usize| {
         runs.iter()
