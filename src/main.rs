@@ -49,13 +49,11 @@ use gotham::router::Router;
 use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
-use tokio::net::TcpListener;
 
-use serve::Stopped;
+use gotham_examples_handlers_simple_async_handlers::serve;
 
 #[cfg(test)]
 mod beyond_timers;
-pub(crate) mod serve;
 #[cfg(test)]
 mod with_await;
 
@@ -210,73 +208,20 @@ fn router_with(sleep: HandlerFn, sleep_in_a_loop: HandlerFn) -> Router {
 }
 
 /// Listens on the address given as the first argument, or on `DEFAULT_ADDR`,
-/// and serves until Ctrl-C or SIGTERM.
+/// and serves the router until Ctrl-C or SIGTERM.
 ///
-/// The socket is bound before anything is printed, so "Listening" appears
-/// only once the server really listens, and shows the port the system chose
-/// when asked for port 0. How connections are then taken in, how long the
-/// server waits for a client, and how it stops, is `serve.rs`'s business.
+/// Everything around the handlers is the serve loop's business
+/// (`src/serve.rs`, shared with the relay example): binding the address,
+/// printing `Listening for requests at http://ADDR` once it listens, how
+/// long it waits for a client, and how it stops. The exit status says how
+/// it ended: 0 after a graceful shutdown, 130 after a second Ctrl-C, 1 if
+/// the address cannot be used.
 #[tokio::main]
 async fn main() -> ExitCode {
     let requested = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_ADDR.to_string());
-
-    let listener = match bind(&requested).await {
-        Ok(listener) => listener,
-        Err(reason) => {
-            eprintln!("error: cannot listen on {requested}: {reason}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(reason) => {
-            eprintln!("error: cannot tell which address {requested} was bound to: {reason}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Before the line below: whoever sees it may press Ctrl-C at once, and
-    // should get a graceful shutdown, not the default sudden death.
-    let stop_signals = match serve::stop_signals() {
-        Ok(stop_signals) => stop_signals,
-        Err(reason) => {
-            eprintln!("error: cannot watch for Ctrl-C: {reason}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("Listening for requests at http://{addr}");
-
-    match serve::serve(listener, router(), stop_signals).await {
-        Stopped::Gracefully => ExitCode::SUCCESS,
-        // What a shell reports for a program ended by Ctrl-C (128 + SIGINT).
-        Stopped::AtOnce => ExitCode::from(130),
-    }
-}
-
-/// Binds a TCP listener to `requested`: HOST:PORT, where HOST is an IP
-/// address or a name the system resolves, such as `localhost`.
-///
-/// A name may resolve to several addresses (`localhost` to 127.0.0.1 and
-/// ::1); the first one that binds is used.
-async fn bind(requested: &str) -> Result<TcpListener, String> {
-    let addrs = tokio::net::lookup_host(requested)
-        .await
-        .map_err(|error| match error.kind() {
-            // What the standard library says of a missing or bad port.
-            std::io::ErrorKind::InvalidInput => {
-                "not HOST:PORT, such as 127.0.0.1:7878 or localhost:9000".to_string()
-            }
-            _ => format!("cannot resolve the host name: {error}"),
-        })?;
-    let mut last_error = "the host name resolved to no address".to_string();
-    for addr in addrs {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(error) => last_error = error.to_string(),
-        }
-    }
-    Err(last_error)
+    serve::listen_and_serve(&requested, router()).await
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -106,6 +107,73 @@ pub enum Stopped {
     Gracefully,
     /// A second signal came during the grace period.
     AtOnce,
+}
+
+/// Binds `requested`, says where it listens, and serves `router` there
+/// until Ctrl-C or SIGTERM: what each program's `main` does.
+///
+/// The order matters. The socket is bound before anything is printed, so
+/// `Listening` appears only once the server really listens, and shows the
+/// port the system chose when asked for port 0. The signal handlers are in
+/// place before that line: whoever sees it may press Ctrl-C at once, and
+/// should get a graceful shutdown, not the default sudden death.
+///
+/// An address that cannot be used gets one line on stderr and exit status
+/// 1; a second Ctrl-C during the grace period, 130 (128 + SIGINT, what a
+/// shell reports for a program ended by Ctrl-C).
+pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
+    let listener = match bind(requested).await {
+        Ok(listener) => listener,
+        Err(reason) => {
+            eprintln!("error: cannot listen on {requested}: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(reason) => {
+            eprintln!("error: cannot tell which address {requested} was bound to: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop_signals = match stop_signals() {
+        Ok(stop_signals) => stop_signals,
+        Err(reason) => {
+            eprintln!("error: cannot watch for Ctrl-C: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("Listening for requests at http://{addr}");
+
+    match serve(listener, router, stop_signals).await {
+        Stopped::Gracefully => ExitCode::SUCCESS,
+        Stopped::AtOnce => ExitCode::from(130),
+    }
+}
+
+/// Binds a TCP listener to `requested`: HOST:PORT, where HOST is an IP
+/// address or a name the system resolves, such as `localhost`.
+///
+/// A name may resolve to several addresses (`localhost` to 127.0.0.1 and
+/// ::1); the first one that binds is used.
+pub async fn bind(requested: &str) -> Result<TcpListener, String> {
+    let addrs = tokio::net::lookup_host(requested)
+        .await
+        .map_err(|error| match error.kind() {
+            // What the standard library says of a missing or bad port.
+            std::io::ErrorKind::InvalidInput => {
+                "not HOST:PORT, such as 127.0.0.1:7878 or localhost:9000".to_string()
+            }
+            _ => format!("cannot resolve the host name: {error}"),
+        })?;
+    let mut last_error = "the host name resolved to no address".to_string();
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = error.to_string(),
+        }
+    }
+    Err(last_error)
 }
 
 /// Serves `router` on `listener` with the default limits until `stop`

@@ -16,6 +16,7 @@ use gotham::helpers::http::header::X_REQUEST_ID;
 use gotham::hyper::header::CONTENT_TYPE;
 use gotham::plain::test::AsyncTestServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 /// What a test needs to know about one answer.
@@ -233,39 +234,6 @@ async fn other_methods_are_not_allowed() {
             );
         }
     }
-}
-
-#[tokio::test]
-async fn an_address_without_a_usable_port_is_refused_with_an_example() {
-    for requested in ["nonsense", "localhost", "127.0.0.1", "127.0.0.1:99999"] {
-        let reason = bind(requested)
-            .await
-            .expect_err("a port is needed, from 0 to 65535");
-        assert!(reason.contains("127.0.0.1:7878"), "{requested}: {reason}");
-    }
-}
-
-#[tokio::test]
-async fn a_host_name_is_resolved_and_bound() {
-    let listener = bind("localhost:0").await.expect("localhost:0 binds");
-    let addr = listener.local_addr().expect("a bound address");
-    assert!(addr.ip().is_loopback(), "localhost bound {addr}");
-}
-
-#[tokio::test]
-async fn a_host_name_that_does_not_resolve_is_refused_as_such() {
-    // `.invalid` is reserved: it never resolves (RFC 2606).
-    let reason = bind("no-such-host.invalid:7878")
-        .await
-        .expect_err("an unknown name cannot be bound");
-    assert!(reason.contains("cannot resolve"), "{reason}");
-}
-
-#[tokio::test]
-async fn port_zero_binds_a_free_port() {
-    let listener = bind("127.0.0.1:0").await.expect("port 0 binds");
-    let port = listener.local_addr().expect("a bound address").port();
-    assert_ne!(port, 0);
 }
 
 /// The requests the two versions of the handlers are compared on.

@@ -60,7 +60,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::{StateData, StaticResponseExtender};
 use serde_derive::Deserialize;
 
-use crate::example::serve::{serve_with, GothamService, Limits};
+use gotham_examples_handlers_simple_async_handlers::serve::{serve_with, GothamService, Limits};
 
 /// The example's limits, but for a longer header deadline. The load
 /// generator opens every connection before it sends the first request, and

@@ -18,6 +18,44 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// `GET /sleep?seconds=N` as the example answers it: the serve loop's own
+/// stand-in for `main.rs`'s router, which belongs to the binary, not to this
+/// library.
+fn sleep_router() -> Router {
+    use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
+
+    #[derive(
+        serde_derive::Deserialize, gotham_derive::StateData, gotham_derive::StaticResponseExtender,
+    )]
+    struct Seconds {
+        seconds: u64,
+    }
+
+    fn sleep(mut state: State) -> std::pin::Pin<Box<gotham::handler::HandlerFuture>> {
+        use gotham::state::FromState;
+        let seconds = Seconds::take_from(&mut state).seconds;
+        async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            let body = format!("slept for {seconds} seconds\n");
+            let response = gotham::helpers::http::response::create_response(
+                &state,
+                gotham::hyper::StatusCode::OK,
+                mime::TEXT_PLAIN,
+                body,
+            );
+            Ok((state, response))
+        }
+        .boxed()
+    }
+
+    build_simple_router(|route| {
+        route
+            .get("/sleep")
+            .with_query_string_extractor::<Seconds>()
+            .to(sleep);
+    })
+}
+
 const DEADLINE: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -31,7 +69,7 @@ async fn start(limits: Limits) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
     let (stop, stops) = mpsc::unbounded();
-    let router = super::super::router();
+    let router = sleep_router();
     let new_service = move |client| GothamService {
         router: router.clone(),
         client,
@@ -325,7 +363,7 @@ async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_
         failures_to_come: Arc::clone(&failures_to_come),
         kept: None,
     };
-    let router = super::super::router();
+    let router = sleep_router();
     let new_service = move |client| GothamService {
         router: router.clone(),
         client,
@@ -382,4 +420,37 @@ async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_
             .as_deref(),
         Ok("slept for 3600 seconds\n")
     );
+}
+
+#[tokio::test]
+async fn an_address_without_a_usable_port_is_refused_with_an_example() {
+    for requested in ["nonsense", "localhost", "127.0.0.1", "127.0.0.1:99999"] {
+        let reason = bind(requested)
+            .await
+            .expect_err("a port is needed, from 0 to 65535");
+        assert!(reason.contains("127.0.0.1:7878"), "{requested}: {reason}");
+    }
+}
+
+#[tokio::test]
+async fn a_host_name_is_resolved_and_bound() {
+    let listener = bind("localhost:0").await.expect("localhost:0 binds");
+    let addr = listener.local_addr().expect("a bound address");
+    assert!(addr.ip().is_loopback(), "localhost bound {addr}");
+}
+
+#[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_refused_as_such() {
+    // `.invalid` is reserved: it never resolves (RFC 2606).
+    let reason = bind("no-such-host.invalid:7878")
+        .await
+        .expect_err("an unknown name cannot be bound");
+    assert!(reason.contains("cannot resolve"), "{reason}");
+}
+
+#[tokio::test]
+async fn port_zero_binds_a_free_port() {
+    let listener = bind("127.0.0.1:0").await.expect("port 0 binds");
+    let port = listener.local_addr().expect("a bound address").port();
+    assert_ne!(port, 0);
 }

@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use example::serve::{serve_with, GothamService, Limits};
 use futures::FutureExt;
 use gotham::bytes::Bytes;
 use gotham::handler::HandlerFuture;
@@ -43,6 +42,7 @@ use gotham::hyper::service::{service_fn, Service};
 use gotham::hyper::{Request, Response, StatusCode};
 use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
 use gotham::state::State;
+use gotham_examples_handlers_simple_async_handlers::serve::{serve_with, GothamService, Limits};
 
 /// Clients per measurement: enough that a few stray allocations vanish in
 /// the division.
