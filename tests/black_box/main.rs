@@ -9,6 +9,15 @@ mod descriptors;
 mod hostile_input;
 mod non_blocking;
 mod readme;
+mod relay;
 mod shutdown;
 mod starting;
 mod support;
+
+// The relay example, compiled in so that its tests can serve its router
+// in-process beside the real example binary (cargo builds examples for
+// `cargo test`, but tells integration tests no path to them). Its `main`
+// goes unused here.
+#[allow(dead_code)]
+#[path = "../../examples/relay.rs"]
+mod relay_example;

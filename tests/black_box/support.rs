@@ -196,6 +196,14 @@ impl Server {
         self.child.id()
     }
 
+    /// How many descriptors the server has open: its listener and a few of
+    /// the runtime's, plus one per open connection.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's /proc/PID/fd")
+            .count()
+    }
+
     /// Sends the server the signal `signal` (such as `libc::SIGINT`).
     pub fn send_signal(&self, signal: libc::c_int) {
         // SAFETY: kill only sends a signal; the child has not been waited
