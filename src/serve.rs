@@ -641,7 +641,10 @@ impl IdlePlace {
     fn request_ended(&self) {
         let mut state = self.state();
         state.requests_in_flight -= 1;
-        if state.requests_in_flight == 0 && state.turn.is_none() {
+        // `request_began` took the connection's turn, so it has none now.
+        // (HTTP/1.1 has one request at a time on a connection, so the count
+        // is 1 here; counting keeps the place right whatever the protocol.)
+        if state.requests_in_flight == 0 {
             state.turn = Some(self.idle.enter(&self.shed));
         }
     }

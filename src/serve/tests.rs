@@ -317,15 +317,20 @@ fn a_detached_head_shares_no_bytes_with_the_buffer_it_was_read_from() {
     assert_eq!(detached.headers()["x-forwarded-for"], "10.0.0.1");
 }
 
-/// A listener that can be told to fail the next few accepts with EMFILE,
-/// as a real one does when the process has no descriptor left. It takes
-/// the waiting connection and keeps it until the failures are used up, so
-/// to the client it is still waiting in the queue.
+/// A listener that can be told to fail the next few accepts with `errno`
+/// (EMFILE, as a real one does when the process has no descriptor left,
+/// unless a test says otherwise). It takes the waiting connection and keeps
+/// it until the failures are used up, so to the client it is still waiting
+/// in the queue.
 struct ScarceListener {
     listener: TcpListener,
     failures_to_come: Arc<AtomicUsize>,
+    errno: i32,
     kept: Option<(TcpStream, SocketAddr)>,
 }
+
+const EMFILE: i32 = 24;
+const ENOBUFS: i32 = 105;
 
 impl Accept for ScarceListener {
     async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
@@ -336,7 +341,7 @@ impl Accept for ScarceListener {
         if self.failures_to_come.load(Ordering::SeqCst) > 0 {
             self.failures_to_come.fetch_sub(1, Ordering::SeqCst);
             self.kept = Some(next);
-            return Err(io::Error::from_raw_os_error(24));
+            return Err(io::Error::from_raw_os_error(self.errno));
         }
         Ok(next)
     }
@@ -353,14 +358,16 @@ async fn still_open(stream: &mut TcpStream) -> bool {
         .is_none()
 }
 
-#[tokio::test(start_paused = true)]
-async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_in_flight_stay() {
+/// A server on a `ScarceListener` failing with `errno`: its address, the
+/// number of accepts still to fail, and the server itself.
+async fn start_scarce(errno: i32) -> (SocketAddr, Arc<AtomicUsize>, TestServer) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
     let failures_to_come = Arc::new(AtomicUsize::new(0));
     let listener = ScarceListener {
         listener,
         failures_to_come: Arc::clone(&failures_to_come),
+        errno,
         kept: None,
     };
     let router = sleep_router();
@@ -368,8 +375,19 @@ async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_
         router: router.clone(),
         client,
     };
-    let (_stop, stops) = mpsc::unbounded::<()>();
-    tokio::spawn(serve_with(listener, new_service, limits(), stops));
+    let (stop, stops) = mpsc::unbounded::<()>();
+    let serving = tokio::spawn(serve_with(listener, new_service, limits(), stops));
+    let server = TestServer {
+        addr,
+        stop,
+        serving,
+    };
+    (addr, failures_to_come, server)
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_in_flight_stay() {
+    let (addr, failures_to_come, _server) = start_scarce(EMFILE).await;
 
     // Idle the longest: connected first, and silent.
     let mut silent = TcpStream::connect(addr).await.expect("connects");
@@ -453,4 +471,203 @@ async fn port_zero_binds_a_free_port() {
     let listener = bind("127.0.0.1:0").await.expect("port 0 binds");
     let port = listener.local_addr().expect("a bound address").port();
     assert_ne!(port, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_that_have_ended_leave_no_trace_among_the_idle() {
+    let (addr, failures_to_come, _server) = start_scarce(EMFILE).await;
+
+    // Every way a connection can end: silent, mid-head, kept alive after
+    // an answer, and hung up on during a request.
+    for _ in 0..3 {
+        drop(TcpStream::connect(addr).await.expect("connects"));
+        let mut partial = TcpStream::connect(addr).await.expect("connects");
+        partial.write_all(b"GET /sle").await.expect("sends");
+        settle().await;
+        drop(partial);
+        let (sender, connection, answered) = request(addr, "/sleep?seconds=0").await;
+        assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+        drop((sender, connection));
+        let (sender, connection, hung_up) = request(addr, "/sleep?seconds=3600").await;
+        settle().await;
+        connection.abort();
+        drop((sender, hung_up));
+    }
+    settle().await;
+
+    // If any of them had left its place behind, that place would be older
+    // than this connection's, and shedding would pick it and close nothing.
+    let mut live = TcpStream::connect(addr).await.expect("connects");
+    settle().await;
+    failures_to_come.store(1, Ordering::SeqCst);
+    let (_sender, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(
+        !still_open(&mut live).await,
+        "the one idle connection was kept: a connection that had ended was shed instead"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_accept_error_that_closing_cannot_mend_pauses_without_closing_anyone() {
+    let (addr, failures_to_come, _server) = start_scarce(ENOBUFS).await;
+    let mut silent = TcpStream::connect(addr).await.expect("connects");
+    settle().await;
+
+    failures_to_come.store(1, Ordering::SeqCst);
+    let started = Instant::now();
+    let (_sender, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert_eq!(
+        started.elapsed(),
+        Limits::default().accept_pause,
+        "the newcomer should wait out one pause"
+    );
+    assert!(
+        still_open(&mut silent).await,
+        "an idle connection was closed for an error that is not about descriptors"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open() {
+    // The race, made to happen: a connection picked for shedding while it
+    // was idle, whose task acts on it only after a request has come in.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let connecting = TcpStream::connect(addr);
+    let ((socket, client_addr), client_side) =
+        tokio::join!(async { listener.accept().await.expect("accepts") }, async {
+            connecting.await.expect("connects")
+        },);
+    let idle = Arc::new(IdleConnections::default());
+    let place = IdlePlace::new(&idle);
+    let service = Tracked {
+        inner: GothamService {
+            router: sleep_router(),
+            client: client_addr,
+        },
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        place: Arc::clone(&place),
+    };
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(DEADLINE);
+    let (_shutdown, shutdown_begun) = watch::channel(false);
+    tokio::spawn(serve_connection(
+        socket,
+        http,
+        service,
+        Arc::clone(&place),
+        Instant::now() + DEADLINE,
+        shutdown_begun,
+    ));
+
+    let (mut sender, connection) = client::handshake(TokioIo::new(client_side))
+        .await
+        .expect("an HTTP/1 handshake");
+    let connection = tokio::spawn(connection);
+    let send = |sender: &mut client::SendRequest<Empty<Bytes>>, path: &str| {
+        let request = Request::get(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .expect("a valid request");
+        let response = sender.send_request(request);
+        async move {
+            let body = response.await.expect("an answer").into_body();
+            let body = body.collect().await.expect("a body").to_bytes();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+
+    let first = tokio::spawn(send(&mut sender, "/sleep?seconds=2"));
+    settle().await;
+    assert!(place.is_busy(), "the request should be in its handler");
+    place.shed.notify_one();
+
+    assert_eq!(
+        first.await.expect("the first request"),
+        "slept for 2 seconds\n"
+    );
+    sender.ready().await.expect("the connection stayed open");
+    assert_eq!(
+        send(&mut sender, "/sleep?seconds=0").await,
+        "slept for 0 seconds\n"
+    );
+    assert!(!connection.is_finished(), "the connection was closed");
+}
+
+/// Set in a child run of this test binary, where a test's stderr can be
+/// read by the parent: libtest keeps what a test prints to itself.
+const CHILD_RUN: &str = "SERVE_TESTS_CHILD_RUN";
+
+/// Runs the test `name` (its full path) alone in a child process of this
+/// same test binary, and returns what it printed on stderr.
+fn stderr_of_a_child_run(name: &str) -> String {
+    let this_binary = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(&this_binary)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_RUN, "1")
+        .output()
+        .expect("the test binary runs again");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{} --exact {name} failed:\n{}\n{stderr}",
+        this_binary.display(),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+const SHED_ONE_LINE: &str =
+    "out of descriptors: closed 1 idle connection, longest idle first, to make room for new clients";
+
+#[test]
+fn the_last_streak_of_shedding_is_reported_when_the_server_stops() {
+    let stderr = stderr_of_a_child_run(
+        "serve::tests::child_sheds_one_idle_connection_and_stops_within_the_streak",
+    );
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("out of descriptors"))
+        .collect();
+    assert_eq!(reports, [SHED_ONE_LINE], "stderr:\n{stderr}");
+}
+
+#[test]
+fn a_server_that_shed_nothing_reports_no_shedding_when_it_stops() {
+    let stderr = stderr_of_a_child_run("serve::tests::child_starts_and_stops");
+    assert!(!stderr.contains("out of descriptors"), "stderr:\n{stderr}");
+}
+
+/// Run only as a child of the test above: it does its part and returns at
+/// once in an ordinary run.
+#[tokio::test(start_paused = true)]
+async fn child_sheds_one_idle_connection_and_stops_within_the_streak() {
+    if std::env::var_os(CHILD_RUN).is_none() {
+        return;
+    }
+    let (addr, failures_to_come, server) = start_scarce(EMFILE).await;
+    let mut silent = TcpStream::connect(addr).await.expect("connects");
+    settle().await;
+    failures_to_come.store(1, Ordering::SeqCst);
+    let shedding = Instant::now();
+    let (_sender, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(!still_open(&mut silent).await, "nothing was shed");
+    // Within the streak: the timed report is not due yet, so only the
+    // shutdown can say it.
+    assert!(shedding.elapsed() < SHEDDING_REPORT_AFTER);
+    server.stop();
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn child_starts_and_stops() {
+    if std::env::var_os(CHILD_RUN).is_none() {
+        return;
+    }
+    let server = start(limits()).await;
+    server.stop();
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
 }
