@@ -471,9 +471,14 @@ async fn serve_connection<S, B>(
     let mut closing = false;
     loop {
         tokio::select! {
-            // A client that went away or broke the protocol, or hyper's
-            // header deadline that passed: the connection is over.
-            _ = connection.as_mut() => return,
+            // In this order, not at random: every branch polled polls its
+            // future, and polling the connection polls the handler's future
+            // under it. Checked first, a timer or message that woke the task
+            // ends this round before the connection is polled, so the next
+            // round polls it once, instead of twice when the connection
+            // happens to come first (`tests::a_sleeping_request_is_polled_
+            // twice_however_long_it_sleeps` counts the polls).
+            biased;
             () = tokio::time::sleep_until(first_head_deadline), if !place.had_request() => {
                 // A request may have come while this sleep was armed.
                 if !place.had_request() {
@@ -499,6 +504,9 @@ async fn serve_connection<S, B>(
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
+            // A client that went away or broke the protocol, or hyper's
+            // header deadline that passed: the connection is over.
+            _ = connection.as_mut() => return,
         }
     }
 }

@@ -382,6 +382,111 @@ async fn a_client_that_half_closes_is_taken_for_one_that_hung_up() {
     wait_until_alive(&alive, 0, "a half-closed connection kept its request").await;
 }
 
+/// A handler's future that counts how often it is polled, and gives up
+/// (panics, which gotham turns into a 500) past a thousand: a future that
+/// is polled in a loop would otherwise keep the paused clock from ever
+/// moving, and the test would hang instead of failing.
+struct CountingPolls {
+    inner: Pin<Box<HandlerFuture>>,
+    polls: &'static AtomicUsize,
+}
+
+impl Future for CountingPolls {
+    type Output = gotham::handler::HandlerResult;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let polls = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(polls <= 1000, "polled {polls} times");
+        self.inner.as_mut().poll(context)
+    }
+}
+
+/// Serves `route` with `handler` through the real serve loop, counting the
+/// polls of each handler's future, and GETs `path_and_query` once. Returns
+/// the body, the virtual time it took and the polls counted.
+async fn count_polls(
+    route: &'static str,
+    handler: HandlerFn,
+    path_and_query: &str,
+) -> (String, Duration, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // Leaked, so the route's closure can be `Copy`, as gotham wants.
+    let polls: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let router = build_simple_router(|builder| {
+        builder
+            .get(route)
+            .with_query_string_extractor::<QueryStringExtractor>()
+            .to(move |state| {
+                CountingPolls {
+                    inner: handler(state),
+                    polls,
+                }
+                .boxed()
+            });
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(serve::serve(listener, router, futures::stream::pending()));
+
+    let started = Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let request =
+        format!("GET {path_and_query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("an answer");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (
+        body.to_string(),
+        started.elapsed(),
+        polls.load(Ordering::SeqCst),
+    )
+}
+
+/// What "nothing polls a sleeping request" means, counted: one poll files
+/// the timer and returns "not ready", one more when the timer wakes the
+/// connection's task, and none in between, for a second or for an hour.
+///
+/// Anything else that wakes the connection's task polls the future too,
+/// since the task polls hyper, which polls the future. The serve loop's
+/// own timer for the connection's first head (30 s from connecting) is one
+/// such thing: it fires once in the task, so a sleep still waiting then is
+/// polled a third time, and never more. (The client here sends nothing
+/// more while it waits; bytes that it sent would wake the task too.)
+#[tokio::test(start_paused = true)]
+async fn a_sleeping_request_is_polled_twice_however_long_it_sleeps() {
+    for (seconds, expected_polls) in [(1, 2), (20, 2), (60, 3), (3600, 3)] {
+        let path = format!("/sleep?seconds={seconds}");
+        let (body, took, polls) = count_polls("/sleep", sleep_handler, &path).await;
+        assert_eq!(body, format!("slept for {seconds} seconds\n"), "{path}");
+        assert_eq!(took, Duration::from_secs(seconds), "{path}");
+        assert_eq!(polls, expected_polls, "{path}");
+    }
+}
+
+/// `/loop` sleeps one second at a time: a poll to start, and one per sleep.
+/// (Kept under 30 s, the serve loop's first-head timer, as above.)
+#[tokio::test(start_paused = true)]
+async fn a_loop_is_polled_once_per_second_and_once_more() {
+    for seconds in [0, 1, 5, 20] {
+        let path = format!("/loop?seconds={seconds}");
+        let (body, took, polls) = count_polls("/loop", loop_handler, &path).await;
+        assert_eq!(
+            body,
+            "slept for 1 seconds\n".repeat(seconds as usize),
+            "{path}"
+        );
+        assert_eq!(took, Duration::from_secs(seconds), "{path}");
+        assert_eq!(polls, seconds as usize + 1, "{path}");
+    }
+}
+
 /// The bytes of the future a handler returns: what its `Box` holds (the
 /// `State` struct, the sleep, the closure), not what those point to.
 fn future_size(handler: HandlerFn) -> usize {
