@@ -3,17 +3,21 @@
 //! Two routes sleep for as long as the query string asks:
 //!
 //! - `GET /sleep?seconds=N` waits N seconds in one go;
-//! - `GET /loop?seconds=N` waits one second, N times in a row, and writes a line
-//!   after each wait.
+//! - `GET /loop?seconds=N` waits one second, N times in a row, adds a line
+//!   to the body after each wait, and sends the lines together at the end.
 //!
 //! Neither handler waits itself. Each one returns a *future*: a value that
 //! describes work still to do, "once this timer fires, build the response".
-//! A tokio worker thread polls it; the timer is not due, so the poll returns
-//! "not ready" and the thread goes on serving other requests. When the timer
-//! fires, tokio wakes that one future, a worker polls it again, and gotham
-//! sends the response. Ten thousand sleeping requests are ten thousand small
-//! futures on a couple of threads, not ten thousand blocked threads (the
-//! README's benchmark measures both).
+//! The serve loop runs one tokio *task* per connection; a worker thread
+//! polls that task, which polls hyper, which polls the handler's future.
+//! The timer is not due, so the poll returns "not ready" and the thread goes
+//! on with other tasks. When the timer fires, tokio wakes the connection's
+//! task, a worker polls it again, and gotham sends the response. In between
+//! nothing polls the sleeping request: a test counts two polls for a
+//! one-second sleep, and three for an hour's (the serve loop's 30 s timer
+//! wakes the task once too). Ten thousand sleeping requests are ten
+//! thousand small futures on a couple of threads, not ten thousand blocked
+//! threads (the README's benchmark measures both).
 //!
 //! Run it with `cargo run` (or `cargo run -- localhost:9000` for another
 //! address), then in a second terminal:
@@ -102,10 +106,14 @@ impl StaticResponseExtender for QueryStringExtractor {
 ///
 /// Calling this does not wait: it only builds the future. The first time
 /// the future is polled, `tokio::time::sleep` files its deadline with tokio's
-/// timer together with a *waker*, a handle that says which task to run again.
-/// When the deadline passes, the timer calls that waker and tokio puts the
-/// task back in its run queue; polling it again finds the sleep done. Until
-/// then nothing polls it, so a sleeping request costs no CPU at all.
+/// timer together with a *waker*, a handle that says which task to run again:
+/// here the task of the request's connection, which polls hyper, which polls
+/// this future. When the deadline passes, the timer calls that waker and
+/// tokio puts the task back in its run queue; polling it again finds the
+/// sleep done. Until then nothing polls it: a sleeping request is polled
+/// twice in all, or three times if the serve loop's own 30 s timer for the
+/// connection wakes the task meanwhile, however long it sleeps
+/// (`tests::a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`).
 /// Database queries and calls to other services are futures woken the same
 /// way, by the socket instead of the timer (`beyond_timers.rs` has one).
 ///
@@ -179,31 +187,22 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
         .boxed()
 }
 
-/// The two routes, served by the handlers above.
+/// The two routes, served by the handlers above, each reading its query
+/// string into `QueryStringExtractor` before the handler runs.
 ///
 /// Kept apart from `main` so that tests can serve it without a real address.
 /// (This and the other `pub(crate)` items are also used by the benchmark,
 /// which compiles this file into itself to measure it.)
 pub(crate) fn router() -> Router {
-    router_with(sleep_handler, loop_handler)
-}
-
-/// A handler as a plain function pointer, so that both versions of the
-/// handlers (these and `with_await.rs`'s) fit the same router.
-type HandlerFn = fn(State) -> Pin<Box<HandlerFuture>>;
-
-/// The two routes, each reading its query string into `QueryStringExtractor`
-/// before calling the handler given for it.
-fn router_with(sleep: HandlerFn, sleep_in_a_loop: HandlerFn) -> Router {
     build_simple_router(|route| {
         route
             .get("/sleep")
             .with_query_string_extractor::<QueryStringExtractor>()
-            .to(sleep);
+            .to(sleep_handler);
         route
             .get("/loop")
             .with_query_string_extractor::<QueryStringExtractor>()
-            .to(sleep_in_a_loop);
+            .to(loop_handler);
     })
 }
 

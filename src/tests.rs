@@ -35,6 +35,26 @@ async fn server() -> AsyncTestServer {
     server_of(router()).await
 }
 
+/// A handler as a plain function pointer, so that both versions of the
+/// handlers (`main.rs`'s and `with_await.rs`'s) fit the same router.
+type HandlerFn = fn(State) -> Pin<Box<HandlerFuture>>;
+
+/// `router()`'s two routes, served by the handlers given. (`router()` itself
+/// keeps upstream's shape, one function with its handlers written in;
+/// `router_and_router_with_serve_the_same_routes` checks the two agree.)
+fn router_with(sleep: HandlerFn, sleep_in_a_loop: HandlerFn) -> Router {
+    build_simple_router(|route| {
+        route
+            .get("/sleep")
+            .with_query_string_extractor::<QueryStringExtractor>()
+            .to(sleep);
+        route
+            .get("/loop")
+            .with_query_string_extractor::<QueryStringExtractor>()
+            .to(sleep_in_a_loop);
+    })
+}
+
 /// The same routes, served by the async/await handlers.
 fn with_await_router() -> Router {
     router_with(with_await::sleep_handler, with_await::loop_handler)
@@ -265,6 +285,23 @@ async fn the_async_await_handlers_answer_exactly_like_the_combinator_ones() {
     assert_eq!(answer.virtual_time, Duration::from_secs(3));
 }
 
+#[tokio::test(start_paused = true)]
+async fn router_and_router_with_serve_the_same_routes() {
+    let shipped = server().await;
+    let rebuilt = server_of(router_with(sleep_handler, loop_handler)).await;
+    let requests = COMPARED.iter().map(|path| ("GET", *path)).chain([
+        ("GET", "/"),
+        ("GET", "/sleep/1"),
+        ("POST", "/loop?seconds=1"),
+    ]);
+    for (method, path) in requests {
+        let expected = send(&shipped, method, path).await;
+        let answer = send(&rebuilt, method, path).await;
+        assert_eq!(answer.status, expected.status, "{method} {path}");
+        assert_eq!(answer.body, expected.body, "{method} {path}");
+    }
+}
+
 /// Put in each request's `State`, it counts the `State`s alive. The
 /// handler's future owns its `State`, so the count says whether the
 /// future is still alive.
@@ -460,7 +497,7 @@ async fn count_polls(
 /// polled a third time, and never more. (The client here sends nothing
 /// more while it waits; bytes that it sent would wake the task too.)
 #[tokio::test(start_paused = true)]
-async fn a_sleeping_request_is_polled_twice_however_long_it_sleeps() {
+async fn a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps() {
     for (seconds, expected_polls) in [(1, 2), (20, 2), (60, 3), (3600, 3)] {
         let path = format!("/sleep?seconds={seconds}");
         let (body, took, polls) = count_polls("/sleep", sleep_handler, &path).await;

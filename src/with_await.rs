@@ -10,7 +10,8 @@
 //! answer alike, take the same (virtual) time and are dropped alike when a
 //! client hangs up. Only the tests compile this file: to serve these
 //! instead, remove the `#[cfg(test)]` on `mod with_await` in `main.rs` and
-//! pass them to `router_with` in `router()`.
+//! write `with_await::sleep_handler` and `with_await::loop_handler` in
+//! `router()`.
 
 use std::pin::Pin;
 
