@@ -401,8 +401,11 @@ async fn a_hang_up_drops_the_handlers_future_in_both_styles() {
 }
 
 /// A client that shuts down only its sending side (`nc -N` does, after
-/// its input) still reads, but hyper cannot tell that apart from a
-/// client that has gone, and drops the request just the same.
+/// its input) still reads, but at the TCP level its half-close arrives as
+/// the same end-of-file as a client that has gone, and hyper drops the
+/// request just the same. hyper's `http1::Builder::half_close(true)` would
+/// keep such a request going instead; it is off by default, and off here,
+/// so that a client that really has gone is noticed at once.
 #[tokio::test]
 async fn a_client_that_half_closes_is_taken_for_one_that_hung_up() {
     use tokio::io::AsyncWriteExt;

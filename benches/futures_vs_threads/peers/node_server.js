@@ -10,7 +10,8 @@
 //
 // It prints the example's lines, so the benchmark can count the requests in
 // flight, and closes a connection that has not sent its request head within
-// 30 s, as the example's serve loop does.
+// the benchmark's header deadline, 120 s, which every server here gets (the
+// example's own default is 30 s).
 
 "use strict";
 
