@@ -1,5 +1,6 @@
 //! How the server takes in connections, bounds its wait for clients, and
-//! stops: everything around the handlers that `main.rs` teaches.
+//! stops: everything around the handlers that `main.rs` and the relay
+//! example teach, shared by both through the library target (`lib.rs`).
 //!
 //! A handler may wait as long as its request asks. The server must not wait
 //! on a *client* the same way, and `gotham::bind_server` (gotham 0.8.1) does:
@@ -476,8 +477,9 @@ async fn serve_connection<S, B>(
             // under it. Checked first, a timer or message that woke the task
             // ends this round before the connection is polled, so the next
             // round polls it once, instead of twice when the connection
-            // happens to come first (`tests::a_sleeping_request_is_polled_
-            // twice_however_long_it_sleeps` counts the polls).
+            // happens to come first (the example's test
+            // `a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`
+            // counts the polls).
             biased;
             () = tokio::time::sleep_until(first_head_deadline), if !place.had_request() => {
                 // A request may have come while this sleep was armed.
