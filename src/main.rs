@@ -115,7 +115,8 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// connection wakes the task meanwhile, however long it sleeps
 /// (`tests::a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`).
 /// Database queries and calls to other services are futures woken the same
-/// way, by the socket instead of the timer (`beyond_timers.rs` has one).
+/// way, by the socket instead of the timer (`examples/relay.rs` waits on
+/// another server over HTTP).
 ///
 /// `map` comes from `futures::FutureExt`, a trait that adds combinators to
 /// every future. Unlike `Option::map` it runs nothing now: it wraps the sleep

@@ -652,8 +652,9 @@ impl IdlePlace {
         let mut state = self.state();
         state.requests_in_flight -= 1;
         // `request_began` took the connection's turn, so it has none now.
-        // (HTTP/1.1 has one request at a time on a connection, so the count
-        // is 1 here; counting keeps the place right whatever the protocol.)
+        // (HTTP/1.1 serves one request at a time on a connection, so the
+        // count goes from 1 to 0 here; counting keeps the place right
+        // whatever the protocol.)
         if state.requests_in_flight == 0 {
             state.turn = Some(self.idle.enter(&self.shed));
         }

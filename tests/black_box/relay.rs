@@ -337,3 +337,13 @@ async fn a_handler_error_reaches_the_client_as_its_status_and_an_empty_body() {
     // The cause went to the `log` crate, not to the client.
     assert_eq!(answer.body, "");
 }
+
+#[test]
+fn an_upstream_address_that_is_not_host_and_port_is_refused_with_an_example() {
+    for unusable in ["nonsense", "127.0.0.1", "http://127.0.0.1:7878/", ""] {
+        let reason = Upstream::new(unusable, Duration::from_secs(10))
+            .err()
+            .unwrap_or_else(|| panic!("{unusable:?} was taken for an upstream"));
+        assert!(reason.contains("127.0.0.1:7878"), "{unusable:?}: {reason}");
+    }
+}
