@@ -30,10 +30,10 @@ mod report;
 mod servers;
 mod sizes;
 
-// The example's own code, compiled in so that the counting allocator below
-// sees it: its router and handlers, and the serve loop (`example::serve`)
-// that every server runs on. Its `main` goes unused here, and so do its
-// tests, which are compiled too: cargo builds benchmarks with `cfg(test)`.
+// The example's own router and handlers, compiled in so that the counting
+// allocator below sees them (the serve loop every server runs on comes from
+// the library, `serve`). Its `main` goes unused here, and so do its tests,
+// which are compiled too: cargo builds benchmarks with `cfg(test)`.
 #[allow(unused)]
 #[path = "../../src/main.rs"]
 mod example;

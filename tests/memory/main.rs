@@ -15,8 +15,9 @@
 #[path = "../../benches/futures_vs_threads/heap.rs"]
 mod heap;
 
-// The example's code (router, handlers, serve loop), as the benchmark
-// compiles it. Its `main` and its tests go unused here.
+// The example's router and handlers, as the benchmark compiles them (the
+// serve loop comes from the library). Its `main` and its tests go unused
+// here.
 #[allow(unused)]
 #[path = "../../src/main.rs"]
 mod example;
