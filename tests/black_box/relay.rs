@@ -46,17 +46,14 @@ fn relay_url(relay: SocketAddr, seconds: &str) -> String {
 }
 
 /// Stops `upstream` with Ctrl-C, and checks it had nothing left in flight.
+/// (A request still in flight would make the line say 1, and the wait fail
+/// with the lines printed so far.)
 async fn assert_upstream_has_nothing_in_flight(mut upstream: Server) {
     upstream.send_signal(libc::SIGINT);
-    upstream.wait_for_exit(PATIENCE).await;
     let shutting_down =
         "Shutting down: 0 requests in flight, waiting up to 8 seconds for them to finish";
-    assert_eq!(
-        upstream.count_lines(shutting_down),
-        1,
-        "the upstream still had a request in flight: {:?}",
-        upstream.stdout_lines()
-    );
+    upstream.wait_for_count(shutting_down, 1, PATIENCE).await;
+    upstream.wait_for_exit(PATIENCE).await;
 }
 
 /// Waits until the upstream has closed every connection it had beyond
@@ -85,6 +82,11 @@ async fn the_relay_answers_what_the_upstream_said_in_the_upstreams_time() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(1) + PATIENCE,
         "a one-second sleep was relayed in {took:?}"
     );
+    // Printed before the upstream answered, but read from its pipe by a
+    // thread of the test's that may not have got to it yet.
+    upstream
+        .wait_for_count("sleep for 1 seconds once: finished", 1, PATIENCE)
+        .await;
     assert_eq!(
         upstream.stdout_lines()[1..],
         [
