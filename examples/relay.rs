@@ -16,7 +16,7 @@
 //! handler's future waits on the HTTP client's future, which waits on a
 //! socket: when the upstream's answer arrives, the operating system tells
 //! tokio, and tokio wakes the task of the relay's connection, as the timer
-//! does in `main.rs`. Nothing polls it in between.
+//! does in `main.rs`. While the upstream is silent, nothing polls it.
 //!
 //! What this adds to `main.rs`, each where the code does it:
 //!
@@ -105,14 +105,14 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// and turns it into a 500, then goes on using what the handler could see,
 /// so it wants a promise that nothing seen was left half-changed by the
 /// panic. hyper-util's client does not make that promise by itself (it has
-/// locks and cells inside: error E0277 without the line below), so this
+/// locks and cells inside: error E0277 without the `impl` below), so this
 /// program makes it, by implementing the marker trait by hand. (std's
 /// `AssertUnwindSafe(value)` makes the same promise for one value, and is
 /// what gotham's own `call_handler` takes; it is not `Clone`, which
-/// `StateMiddleware` also needs.) The promise is true: a handler only calls
-/// the client's `&self` methods, each of which finishes its own change to
-/// the pool before it returns, so a handler that panics leaves the client
-/// as usable as it found it.
+/// `StateMiddleware` also needs.) The promise is true: the pool is changed
+/// only inside the client's own code, under the client's own locks, never
+/// by the handler, so a panic in a handler cannot stop a change halfway;
+/// a handler that panics leaves the client as usable as it found it.
 #[derive(Clone, StateData)]
 pub struct Upstream {
     client: Client<HttpConnector, Empty<Bytes>>,

@@ -110,9 +110,9 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// here the task of the request's connection, which polls hyper, which polls
 /// this future. When the deadline passes, the timer calls that waker and
 /// tokio puts the task back in its run queue; polling it again finds the
-/// sleep done. Until then nothing polls it: a sleeping request is polled
-/// twice in all, or three times if the serve loop's own 30 s timer for the
-/// connection wakes the task meanwhile, however long it sleeps
+/// sleep done. Until then nothing polls it: however long it sleeps, a
+/// request is polled twice, or three times if the serve loop's own 30 s
+/// timer for the connection wakes the task meanwhile
 /// (`tests::a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`).
 /// Database queries and calls to other services are futures woken the same
 /// way, by the socket instead of the timer (`examples/relay.rs` waits on
