@@ -23,8 +23,9 @@
 //!   waiting request does not keep them (`detach_head`), so what a waiting
 //!   client costs is close to what bare hyper's costs;
 //! - out of descriptors, it closes the connection idle the longest to make
-//!   room for a new client, and never a request in flight; with none idle it
-//!   pauses instead of spinning;
+//!   room for a new client, but never a request in flight, nor a connection
+//!   idle for under a second or with a request waiting unread; with none to
+//!   close it pauses instead of spinning;
 //! - it shuts down gracefully on Ctrl-C or SIGTERM.
 //!
 //! It speaks HTTP/1.1 only. hyper-util's automatic builder, which
@@ -78,6 +79,9 @@ pub struct Limits {
     pub accept_pause: Duration,
     /// How long requests in flight may go on once shutdown begins.
     pub grace_period: Duration,
+    /// How long a connection must have been idle before it may be closed to
+    /// make room for a new client when descriptors run out.
+    pub idle_before_shedding: Duration,
 }
 
 impl Default for Limits {
@@ -96,6 +100,14 @@ impl Default for Limits {
             // stop` waits before it kills, so the server gets to finish
             // itself and say so. A request that would take longer is dropped.
             grace_period: Duration::from_secs(8),
+            // A client sends its request the moment its connection is
+            // made, and the next one on a kept-alive connection a round
+            // trip after its answer; a round trip across the world takes
+            // about 0.3 s. A second leaves room for two slow round trips
+            // and a busy client, while a connection that has said nothing
+            // for a second has shown it is in no hurry. Longer would make
+            // a new client wait longer when every idle connection is new.
+            idle_before_shedding: Duration::from_secs(1),
         }
     }
 }
@@ -317,7 +329,8 @@ where
     // with them the futures of the requests still in flight.
     let mut connections = JoinSet::new();
     let mut failing_since_last_accept = false;
-    let mut shed_in_streak = 0usize;
+    // Whether idle connections were asked to close since the last report.
+    let mut asked_in_streak = false;
     let mut last_shed = Instant::now();
 
     loop {
@@ -351,9 +364,17 @@ where
                 // idle the longest is what a client can best afford: one
                 // that has waited that long is the least likely to send
                 // anything soon. Requests in flight are never shed, since
-                // their handlers are doing what they were asked.
-                Err(error) if out_of_descriptors(&error) && idle.shed_longest_idle() => {
-                    shed_in_streak += 1;
+                // their handlers are doing what they were asked, and
+                // neither is a connection idle for less than
+                // `idle_before_shedding`: one just accepted has had no time
+                // to send its request, and may have sent it already, unread
+                // (`serve_connection` also looks for that before closing).
+                // With none old enough, the last arm pauses instead.
+                Err(error)
+                    if out_of_descriptors(&error)
+                        && idle.shed_longest_idle(limits.idle_before_shedding) =>
+                {
+                    asked_in_streak = true;
                     last_shed = Instant::now();
                     // Its descriptor is free once its task has ended. If the
                     // connection took a request meanwhile it stays, and the
@@ -380,17 +401,17 @@ where
             },
             // One line per streak, not one per connection: a flood of
             // clients can make the loop shed thousands a second.
-            () = tokio::time::sleep_until(last_shed + SHEDDING_REPORT_AFTER), if shed_in_streak > 0 => {
-                report_shedding(shed_in_streak);
-                shed_in_streak = 0;
+            () = tokio::time::sleep_until(last_shed + SHEDDING_REPORT_AFTER), if asked_in_streak => {
+                report_shedding(&idle);
+                asked_in_streak = false;
             }
             // Collect finished connections as they end, or the set keeps
             // every one that ever was.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    if shed_in_streak > 0 {
-        report_shedding(shed_in_streak);
+    if asked_in_streak {
+        report_shedding(&idle);
     }
 
     // Closing the listener makes new clients' connects fail at once.
@@ -422,11 +443,17 @@ where
     stopped
 }
 
-fn report_shedding(closed: usize) {
-    eprintln!(
-        "out of descriptors: closed {}, longest idle first, to make room for new clients",
-        count(closed, "idle connection", "idle connections")
-    );
+/// Says how many idle connections were closed to make room since the last
+/// report: counted by the connections themselves, since one asked to close
+/// may have found its request arriving (`serve_connection`).
+fn report_shedding(idle: &IdleConnections) {
+    let closed = idle.closed_to_make_room.swap(0, Ordering::SeqCst);
+    if closed > 0 {
+        eprintln!(
+            "out of descriptors: closed {}, longest idle first, to make room for new clients",
+            count(closed, "idle connection", "idle connections")
+        );
+    }
 }
 
 /// Drives one connection from its accepting to its end.
@@ -464,9 +491,22 @@ async fn serve_connection<S, B>(
             _ => return,
         },
         () = tokio::time::sleep_until(first_head_deadline) => return,
-        () = place.shed.notified() => return,
+        () = place.shed.notified() => {
+            // `peek` above learns of bytes only once tokio has seen the
+            // socket become readable, which on a busy server can come
+            // after the bytes did. Closing a socket with a request unread
+            // in it would lose that request (the client sees a reset), so
+            // ask the system itself, without waiting.
+            if !has_unread_bytes(&socket) {
+                place.closed_to_make_room();
+                return;
+            }
+        }
         _ = shutdown_begun.wait_for(|begun| *begun) => return,
     }
+    // A request is coming: its first byte starts a new idle spell, so the
+    // connection cannot be shed before it has had time to send the rest.
+    place.first_byte_came();
 
     let mut connection = pin!(http.serve_connection(TokioIo::new(socket), service));
     let mut closing = false;
@@ -488,14 +528,17 @@ async fn serve_connection<S, B>(
                 }
             }
             () = place.shed.notified(), if !closing => {
-                if place.is_busy() {
-                    // It took a request after it was picked: it stays.
+                if !place.picked_for_shedding() {
+                    // Since it was picked, it has taken a request or its
+                    // first byte: it stays.
                 } else if !place.had_request() {
                     // Part of a head, and nothing to finish.
+                    place.closed_to_make_room();
                     return;
                 } else {
                     // Between requests: hyper closes it at once, after
                     // flushing the end of its last answer.
+                    place.closed_to_make_room();
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
@@ -511,6 +554,15 @@ async fn serve_connection<S, B>(
             _ = connection.as_mut() => return,
         }
     }
+}
+
+/// Whether bytes are waiting in `socket` that nobody has read yet, asked of
+/// the system directly: a `peek` that does not wait (the socket is in
+/// non-blocking mode, as tokio keeps it) and takes nothing. A socket the
+/// client has closed, or one that fails, has nothing worth keeping.
+fn has_unread_bytes(socket: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    matches!(socket2::SockRef::from(socket).peek(&mut byte), Ok(bytes) if bytes > 0)
 }
 
 /// The next stop request; a stream that has ended never asks again.
@@ -559,12 +611,20 @@ fn count(n: usize, one: &str, many: &str) -> String {
 #[derive(Default)]
 struct IdleConnections {
     queue: Mutex<IdleQueue>,
+    /// How many connections closed when asked to, since the last report.
+    closed_to_make_room: AtomicUsize,
 }
 
 #[derive(Default)]
 struct IdleQueue {
     next_turn: u64,
-    longest_idle_first: BTreeMap<u64, Arc<Notify>>,
+    longest_idle_first: BTreeMap<u64, Idle>,
+}
+
+/// One idle connection: how to tell it to close, and since when it is idle.
+struct Idle {
+    shed: Arc<Notify>,
+    since: Instant,
 }
 
 impl IdleConnections {
@@ -580,7 +640,11 @@ impl IdleConnections {
         let mut queue = self.queue();
         let turn = queue.next_turn;
         queue.next_turn += 1;
-        queue.longest_idle_first.insert(turn, Arc::clone(shed));
+        let idle = Idle {
+            shed: Arc::clone(shed),
+            since: Instant::now(),
+        };
+        queue.longest_idle_first.insert(turn, idle);
         turn
     }
 
@@ -588,18 +652,21 @@ impl IdleConnections {
         self.queue().longest_idle_first.remove(&turn);
     }
 
-    /// Tells the connection idle the longest to close; false if none is
-    /// idle. `notify_one` keeps the message if the connection's task is
-    /// busy elsewhere, so it is never lost.
-    fn shed_longest_idle(&self) -> bool {
-        let longest_idle = self.queue().longest_idle_first.pop_first();
-        match longest_idle {
-            Some((_, shed)) => {
-                shed.notify_one();
-                true
-            }
-            None => false,
+    /// Tells the connection idle the longest to close, if it has been idle
+    /// for at least `at_least`; false if none has. The longest idle is the
+    /// first in the map, so if it is too new, so is every other.
+    /// `notify_one` keeps the message if the connection's task is busy
+    /// elsewhere, so it is never lost.
+    fn shed_longest_idle(&self, at_least: Duration) -> bool {
+        let mut queue = self.queue();
+        let Some(entry) = queue.longest_idle_first.first_entry() else {
+            return false;
+        };
+        if entry.get().since.elapsed() < at_least {
+            return false;
         }
+        entry.remove().shed.notify_one();
+        true
     }
 }
 
@@ -660,8 +727,34 @@ impl IdlePlace {
         }
     }
 
+    #[cfg(test)]
     fn is_busy(&self) -> bool {
         self.state().requests_in_flight > 0
+    }
+
+    /// A request's first byte arrived: the connection is still idle, as
+    /// since now.
+    fn first_byte_came(&self) {
+        let mut state = self.state();
+        if let Some(turn) = state.turn.take() {
+            self.idle.leave(turn);
+            state.turn = Some(self.idle.enter(&self.shed));
+        }
+    }
+
+    /// Whether the serve loop took this connection's current turn to close
+    /// it. A message to close that finds it busy, or idle again under a new
+    /// turn, is about a spell that has ended.
+    fn picked_for_shedding(&self) -> bool {
+        match self.state().turn {
+            Some(turn) => !self.idle.queue().longest_idle_first.contains_key(&turn),
+            None => false,
+        }
+    }
+
+    /// Counts this connection among those closed to make room.
+    fn closed_to_make_room(&self) {
+        self.idle.closed_to_make_room.fetch_add(1, Ordering::SeqCst);
     }
 
     fn had_request(&self) -> bool {

@@ -145,7 +145,8 @@ async fn child_sheds_one_idle_connection_and_stops_within_the_streak() {
     }
     let (addr, failures_to_come, stop, serving) = start().await;
     let mut silent = TcpStream::connect(addr).await.expect("connects");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Long enough silent to be closed to make room.
+    tokio::time::sleep(Limits::default().idle_before_shedding + Duration::from_millis(100)).await;
 
     failures_to_come.store(1, Ordering::SeqCst);
     let shedding = Instant::now();

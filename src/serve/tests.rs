@@ -404,6 +404,8 @@ async fn out_of_descriptors_the_longest_idle_connections_make_room_and_requests_
     let (_b, mut kept_alive, answered) = request(addr, "/sleep?seconds=0").await;
     assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
     settle().await;
+    // Old enough, all of them, to be closed to make room.
+    tokio::time::sleep(limits().idle_before_shedding).await;
 
     // One descriptor short: the silent connection gives way.
     failures_to_come.store(1, Ordering::SeqCst);
@@ -498,7 +500,7 @@ async fn connections_that_have_ended_leave_no_trace_among_the_idle() {
     // If any of them had left its place behind, that place would be older
     // than this connection's, and shedding would pick it and close nothing.
     let mut live = TcpStream::connect(addr).await.expect("connects");
-    settle().await;
+    tokio::time::sleep(limits().idle_before_shedding).await;
     failures_to_come.store(1, Ordering::SeqCst);
     let (_sender, _connection, answered) = request(addr, "/sleep?seconds=0").await;
     assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
@@ -529,17 +531,13 @@ async fn an_accept_error_that_closing_cannot_mend_pauses_without_closing_anyone(
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open() {
-    // The race, made to happen: a connection picked for shedding while it
-    // was idle, whose task acts on it only after a request has come in.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
-    let addr = listener.local_addr().expect("an address");
-    let connecting = TcpStream::connect(addr);
-    let ((socket, client_addr), client_side) =
-        tokio::join!(async { listener.accept().await.expect("accepts") }, async {
-            connecting.await.expect("connects")
-        },);
+/// Serves `socket` as the serve loop would, apart from any loop: the idle
+/// connections (only this one), its place among them, and what keeps its
+/// shutdown from beginning.
+fn serve_one_connection(
+    socket: TcpStream,
+    client_addr: SocketAddr,
+) -> (Arc<IdleConnections>, Arc<IdlePlace>, watch::Sender<bool>) {
     let idle = Arc::new(IdleConnections::default());
     let place = IdlePlace::new(&idle);
     let service = Tracked {
@@ -552,7 +550,7 @@ async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open(
     };
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(DEADLINE);
-    let (_shutdown, shutdown_begun) = watch::channel(false);
+    let (shutdown, shutdown_begun) = watch::channel(false);
     tokio::spawn(serve_connection(
         socket,
         http,
@@ -561,6 +559,21 @@ async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open(
         Instant::now() + DEADLINE,
         shutdown_begun,
     ));
+    (idle, place, shutdown)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open() {
+    // The race, made to happen: a connection picked for shedding while it
+    // was idle, whose task acts on it only after a request has come in.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let connecting = TcpStream::connect(addr);
+    let ((socket, client_addr), client_side) =
+        tokio::join!(async { listener.accept().await.expect("accepts") }, async {
+            connecting.await.expect("connects")
+        },);
+    let (_idle, place, _shutdown) = serve_one_connection(socket, client_addr);
 
     let (mut sender, connection) = client::handshake(TokioIo::new(client_side))
         .await
@@ -594,4 +607,128 @@ async fn a_connection_told_to_close_while_busy_keeps_its_request_and_stays_open(
         "slept for 0 seconds\n"
     );
     assert!(!connection.is_finished(), "the connection was closed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_accepted_just_before_the_descriptors_run_out_is_not_the_one_closed() {
+    let (addr, failures_to_come, _server) = start_scarce(EMFILE).await;
+    // Accepted, and idle for less than `idle_before_shedding`: it may have
+    // sent its request already, and the server not read it yet.
+    let mut newly_accepted = TcpStream::connect(addr).await.expect("connects");
+    settle().await;
+
+    failures_to_come.store(1, Ordering::SeqCst);
+    let started = Instant::now();
+    let (_a, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(
+        still_open(&mut newly_accepted).await,
+        "a connection idle for {:?} was closed to make room",
+        Duration::from_millis(100)
+    );
+    assert!(
+        started.elapsed() >= Limits::default().accept_pause,
+        "with nothing old enough to close, the newcomer should wait out a pause, not {:?}",
+        started.elapsed()
+    );
+
+    // Once it has been silent that long, it is the one to go.
+    tokio::time::sleep(limits().idle_before_shedding).await;
+    failures_to_come.store(1, Ordering::SeqCst);
+    let started = Instant::now();
+    let (_b, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(
+        !still_open(&mut newly_accepted).await,
+        "a connection silent for over {:?} was kept",
+        limits().idle_before_shedding
+    );
+    assert!(
+        started.elapsed() < Limits::default().accept_pause,
+        "the newcomer waited {:?} with an idle connection to close",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_request_waiting_unread_in_a_socket_is_seen_without_reading_it() {
+    use std::io::Write;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    // A blocking client: its bytes are in the server's socket when `write`
+    // returns, and no tokio reactor has been told.
+    let mut client = std::net::TcpStream::connect(addr).expect("connects");
+    let (server_side, _) = listener.accept().await.expect("accepts");
+    assert!(!has_unread_bytes(&server_side), "nothing was sent yet");
+
+    client.write_all(b"GET / HTTP/1.1\r\n").expect("sends");
+    assert!(has_unread_bytes(&server_side), "the request was not seen");
+    assert!(
+        has_unread_bytes(&server_side),
+        "looking took the bytes: hyper would miss them"
+    );
+
+    drop(client);
+    let (silent_then_gone, _) = {
+        let client = std::net::TcpStream::connect(addr).expect("connects");
+        let accepted = listener.accept().await.expect("accepts");
+        drop(client);
+        accepted
+    };
+    assert!(
+        !has_unread_bytes(&silent_then_gone),
+        "a client that closed without sending counts as a request waiting"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_told_to_close_with_its_request_unread_serves_it_instead() {
+    use std::io::{Read, Write};
+
+    // The race, made to happen: a silent connection picked for shedding
+    // just as its request arrives, before tokio has seen the socket become
+    // readable. A blocking client writes without yielding to the runtime,
+    // and the connection is picked in the same breath.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let mut client = std::net::TcpStream::connect(addr).expect("connects");
+    let (socket, client_addr) = listener.accept().await.expect("accepts");
+    let (idle, _place, _shutdown) = serve_one_connection(socket, client_addr);
+    // Its task now waits for a first byte.
+    settle().await;
+
+    client
+        .write_all(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("sends");
+    assert!(idle.shed_longest_idle(Duration::ZERO), "it was idle");
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).map(|_| answer)
+    });
+    let answer = answer.await.expect("the reading thread");
+    assert!(
+        matches!(&answer, Ok(text) if text.ends_with("slept for 0 seconds\n")),
+        "the request waiting in the socket was lost: {answer:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_byte_makes_a_long_silent_connection_new_again() {
+    let (addr, failures_to_come, _server) = start_scarce(EMFILE).await;
+    let mut slow = TcpStream::connect(addr).await.expect("connects");
+    tokio::time::sleep(limits().idle_before_shedding * 2).await;
+    // Silent long enough to be shed, until it starts its request.
+    slow.write_all(b"GET /sle").await.expect("sends");
+    settle().await;
+
+    failures_to_come.store(1, Ordering::SeqCst);
+    let (_a, _connection, answered) = request(addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
+    assert!(
+        still_open(&mut slow).await,
+        "a connection was closed {:?} after its first byte",
+        Duration::from_millis(100)
+    );
 }
