@@ -10,6 +10,7 @@ mod hostile_input;
 mod non_blocking;
 mod readme;
 mod relay;
+mod several_at_once;
 mod shutdown;
 mod starting;
 mod support;
@@ -19,5 +20,5 @@ mod support;
 // `cargo test`, but tells integration tests no path to them). Its `main`
 // goes unused here.
 #[allow(dead_code)]
-#[path = "../../examples/relay.rs"]
+#[path = "../../examples/relay/main.rs"]
 mod relay_example;

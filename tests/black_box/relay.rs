@@ -21,11 +21,11 @@ use gotham_examples_handlers_simple_async_handlers::serve::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::relay_example::{router, Upstream};
+use crate::relay_example::{router, Turns, Upstream, TURNS};
 use crate::support::{client, get, get_with, Server};
 
 /// Far more than any answer here needs; the margin is wide on purpose.
-const PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Serves a gotham router on the shared serve loop, on a free port.
 async fn serve_router(router: gotham::router::Router) -> SocketAddr {
@@ -35,10 +35,20 @@ async fn serve_router(router: gotham::router::Router) -> SocketAddr {
     addr
 }
 
-/// Starts the relay, asking `upstream` with `deadline`; returns its address.
-async fn start_relay(upstream: &str, deadline: Duration) -> SocketAddr {
+/// Starts the relay, asking `upstream` with `deadline`, at most as many
+/// requests at once as the real one; returns its address.
+pub(crate) async fn start_relay(upstream: &str, deadline: Duration) -> SocketAddr {
+    start_relay_with_turns(upstream, deadline, TURNS).await
+}
+
+/// Starts the relay with at most `turns` requests at the upstream at once.
+pub(crate) async fn start_relay_with_turns(
+    upstream: &str,
+    deadline: Duration,
+    turns: usize,
+) -> SocketAddr {
     let upstream = Upstream::new(upstream, deadline).expect("a usable upstream address");
-    serve_router(router(upstream)).await
+    serve_router(router(upstream, Turns::new(turns, deadline))).await
 }
 
 fn relay_url(relay: SocketAddr, seconds: &str) -> String {
@@ -48,7 +58,7 @@ fn relay_url(relay: SocketAddr, seconds: &str) -> String {
 /// Stops `upstream` with Ctrl-C, and checks it had nothing left in flight.
 /// (A request still in flight would make the line say 1, and the wait fail
 /// with the lines printed so far.)
-async fn assert_upstream_has_nothing_in_flight(mut upstream: Server) {
+pub(crate) async fn assert_upstream_has_nothing_in_flight(mut upstream: Server) {
     upstream.send_signal(libc::SIGINT);
     let shutting_down =
         "Shutting down: 0 requests in flight, waiting up to 8 seconds for them to finish";
@@ -59,7 +69,7 @@ async fn assert_upstream_has_nothing_in_flight(mut upstream: Server) {
 /// Waits until the upstream has closed every connection it had beyond
 /// `baseline` descriptors: closing the connection is what drops its
 /// request's future.
-async fn wait_for_descriptors(upstream: &Server, baseline: usize, what: &str) {
+pub(crate) async fn wait_for_descriptors(upstream: &Server, baseline: usize, what: &str) {
     let deadline = Instant::now() + PATIENCE;
     while upstream.open_descriptors() > baseline {
         assert!(Instant::now() < deadline, "{what}");

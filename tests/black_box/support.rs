@@ -33,8 +33,24 @@ pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
 /// and at most `descriptor_limit` open files if given; returns the child and
 /// the command line, for messages.
 pub fn spawn_binary(args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
-    let mut command_line = format!("{BINARY} {}", args.join(" "));
-    let mut command = Command::new(BINARY);
+    spawn(Command::new(BINARY), args, descriptor_limit)
+}
+
+/// Runs `command` as `spawn_binary` runs the binary.
+fn spawn(mut command: Command, args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
+    let envs: Vec<String> = command
+        .get_envs()
+        .map(|(key, value)| {
+            let value = value.unwrap_or_default().to_string_lossy();
+            format!("{}={value} ", key.to_string_lossy())
+        })
+        .collect();
+    let mut command_line = format!(
+        "{}{} {}",
+        envs.concat(),
+        command.get_program().to_string_lossy(),
+        args.join(" ")
+    );
     if let Some(limit) = descriptor_limit {
         command_line = format!("(ulimit -n {limit}; {command_line})");
         let limit = libc::rlimit {
@@ -92,7 +108,13 @@ impl Server {
     }
 
     fn start_with(args: &[&str], descriptor_limit: Option<u64>) -> Server {
-        let (mut child, command) = spawn_binary(args, descriptor_limit);
+        Server::start_program(Command::new(BINARY), args, descriptor_limit)
+    }
+
+    /// Starts another program that serves HTTP and says where with a
+    /// `Listening` line, as the binary does (lines before it are kept).
+    pub fn start_program(program: Command, args: &[&str], descriptor_limit: Option<u64>) -> Server {
+        let (mut child, command) = spawn(program, args, descriptor_limit);
 
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -126,15 +148,16 @@ impl Server {
             stderr,
             readers,
         };
-        let first_line = server.first_line_blocking(START_TIMEOUT);
-        let addr = first_line
+        let listening = server.listening_line_blocking(START_TIMEOUT);
+        let addr = listening
             .as_deref()
             .and_then(|line| line.strip_prefix(LISTENING_PREFIX))
             .and_then(|addr| addr.parse().ok());
         match addr {
             Some(addr) => server.addr = addr,
             None => panic!(
-                "expected a first line `{LISTENING_PREFIX}ADDR` within {START_TIMEOUT:?}, got {first_line:?}"
+                "expected a line `{LISTENING_PREFIX}ADDR` within {START_TIMEOUT:?}, got {:?}",
+                server.stdout_lines()
             ),
         }
         server
@@ -177,14 +200,21 @@ impl Server {
             .await;
     }
 
-    /// The first line printed, once there is one; `None` after `timeout`.
+    /// The first line printed that starts with `Listening`, once there is
+    /// one; `None` after `timeout`. (The binary prints it first; a test
+    /// binary run as a server prints the test harness's lines before it.)
     /// Blocking, since it runs before any test has requests in flight.
-    fn first_line_blocking(&self, timeout: Duration) -> Option<String> {
+    fn listening_line_blocking(&self, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.stdout.lock().unwrap().first() {
+            let stdout = self.stdout.lock().unwrap();
+            if let Some(line) = stdout
+                .iter()
+                .find(|line| line.starts_with(LISTENING_PREFIX))
+            {
                 return Some(line.clone());
             }
+            drop(stdout);
             if Instant::now() > deadline {
                 return None;
             }
