@@ -1,6 +1,6 @@
 //! What the example's programs share: the serve loop.
 //!
-//! `src/main.rs` (run with `cargo run`) and `examples/relay.rs` (run with
+//! `src/main.rs` (run with `cargo run`) and `examples/relay/` (run with
 //! `cargo run --example relay`) each build a gotham `Router` and hand it to
 //! `serve::listen_and_serve`, which binds the address, says where it
 //! listens, and serves until Ctrl-C. The lessons are in those two files;

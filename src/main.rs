@@ -111,11 +111,14 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// this future. When the deadline passes, the timer calls that waker and
 /// tokio puts the task back in its run queue; polling it again finds the
 /// sleep done. Until then nothing polls it: however long it sleeps, a
-/// request is polled twice, or three times if the serve loop's own 30 s
-/// timer for the connection wakes the task meanwhile
+/// request whose client sends nothing more meanwhile is polled twice, or
+/// three times if the serve loop's own 30 s timer for the connection wakes
+/// the task too
 /// (`tests::a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`).
+/// Bytes from the client wake the task as well: hyper reads them, and the
+/// poll that follows polls this future once more.
 /// Database queries and calls to other services are futures woken the same
-/// way, by the socket instead of the timer (`examples/relay.rs` waits on
+/// way, by the socket instead of the timer (`examples/relay/` waits on
 /// another server over HTTP).
 ///
 /// `map` comes from `futures::FutureExt`, a trait that adds combinators to
