@@ -257,9 +257,9 @@ pub fn detach_head<B>(request: Request<B>) -> Request<B> {
 /// SIGINT (Ctrl-C) and SIGTERM, as one stream of stop requests.
 ///
 /// The handlers are installed when this is called, not when the stream is
-/// first polled, so `main` calls it before it says it is listening: from
-/// then on, Ctrl-C asks for a graceful shutdown instead of killing the
-/// process.
+/// first polled, so `listen_and_serve` calls it before it says it is
+/// listening: from then on, Ctrl-C asks for a graceful shutdown instead of
+/// killing the process.
 pub fn stop_signals() -> io::Result<impl Stream<Item = ()> + Unpin> {
     let interrupt = signal(SignalKind::interrupt())?;
     let terminate = signal(SignalKind::terminate())?;

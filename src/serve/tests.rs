@@ -1,7 +1,9 @@
-//! The serve loop over real TCP, on tokio's paused clock: when every task
-//! waits, the clock jumps to the next timer, so a deadline passes in no real
-//! time and its virtual length is exact. Socket events are taken in before
-//! the clock moves, so a deadline never fires ahead of bytes already sent.
+//! The serve loop over real TCP, most of it on tokio's paused clock (the
+//! tests of binding, of peeking into a socket, and of a blocking handler
+//! run in real time). On the paused clock, when every task waits, the clock
+//! jumps to the next timer, so a deadline passes in no real time and its
+//! virtual length is exact. Socket events are taken in before the clock
+//! moves, so a deadline never fires ahead of bytes already sent.
 //!
 //! The limits differ from the defaults, to show that the ones passed in are
 //! the ones obeyed.
@@ -730,5 +732,59 @@ async fn a_first_byte_makes_a_long_silent_connection_new_again() {
         still_open(&mut slow).await,
         "a connection was closed {:?} after its first byte",
         Duration::from_millis(100)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_call_in_a_handler_holds_even_a_second_stop_until_it_returns() {
+    use gotham::http_body_util::Full;
+    use gotham::hyper::service::service_fn;
+    use std::convert::Infallible;
+
+    const BLOCKED_FOR: Duration = Duration::from_secs(2);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let entered = Arc::new(Notify::new());
+    let new_service = {
+        let entered = Arc::clone(&entered);
+        move |_client| {
+            let entered = Arc::clone(&entered);
+            service_fn(move |_request: Request<Incoming>| {
+                let entered = Arc::clone(&entered);
+                async move {
+                    entered.notify_one();
+                    // The mistake, on purpose: a blocking call in the future,
+                    // holding the worker thread that polls it.
+                    std::thread::sleep(BLOCKED_FOR);
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+                }
+            })
+        }
+    };
+    let limits = Limits {
+        grace_period: Duration::from_millis(100),
+        ..limits()
+    };
+    let (stop, stops) = mpsc::unbounded();
+    let serving = tokio::spawn(serve_with(listener, new_service, limits, stops));
+
+    let mut client = TcpStream::connect(addr).await.expect("connects");
+    let request = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    client.write_all(request.as_bytes()).await.expect("sends");
+    entered.notified().await;
+    let stopping = Instant::now();
+    // Ctrl-C twice: the second should end the server at once.
+    stop.unbounded_send(())
+        .expect("the server listens for stops");
+    stop.unbounded_send(())
+        .expect("the server listens for stops");
+
+    assert_eq!(serving.await.expect("serve"), Stopped::AtOnce);
+    // It could not: dropping the connection's task waits for the poll that
+    // is blocked to return, and nothing can make a blocked thread return.
+    let waited = stopping.elapsed();
+    assert!(
+        waited >= BLOCKED_FOR / 2,
+        "the server stopped {waited:?} after the second stop, with a call blocked for {BLOCKED_FOR:?}"
     );
 }
