@@ -322,6 +322,13 @@ pub fn router(upstream: Upstream, turns: Turns) -> Router {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // gotham reports through the `log` crate: the cause a `HandlerError`
+    // carries, a query string it could not parse, a handler's panic. No
+    // line goes anywhere until a program installs a logger. This one, on
+    // stderr, stays silent unless `RUST_LOG` asks, for example
+    // `RUST_LOG=gotham=debug cargo run --example relay`.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_string());
     let upstream_addr = args.next().unwrap_or_else(|| DEFAULT_UPSTREAM.to_string());

@@ -356,6 +356,77 @@ async fn a_handler_error_reaches_the_client_as_its_status_and_an_empty_body() {
     assert_eq!(answer.body, "");
 }
 
+/// `?` in a handler, which must hand its `State` back with any answer.
+///
+/// `?` cannot return `Err(error)` from the handler's future: gotham wants
+/// `Err((state, error))`. So the steps that can fail go in an inner `async`
+/// block whose error type is `HandlerError`, where gotham's
+/// `MapHandlerError::map_err_with_status` turns any error into one with a
+/// status; the outer block then pairs the result with the `State`. The
+/// inner block takes what it needs from the `State` first: a `State` is
+/// not `Sync`, so a future that held a borrow of it across an `.await`
+/// could not move between worker threads.
+fn doubles_the_count_header(state: State) -> std::pin::Pin<Box<HandlerFuture>> {
+    use gotham::handler::MapHandlerError;
+    use gotham::helpers::http::response::create_response;
+    use gotham::hyper::HeaderMap;
+    use gotham::state::FromState;
+
+    let count = HeaderMap::borrow_from(&state).get("x-count").cloned();
+    async move {
+        let steps = async move {
+            // A real handler would `.await` here too, an upstream's answer
+            // say, with `?` after it in the same way.
+            let count = count
+                .ok_or_else(|| gotham::anyhow::anyhow!("no x-count header"))
+                .map_err_with_status(StatusCode::BAD_REQUEST)?;
+            let count: u32 = count
+                .to_str()
+                .map_err_with_status(StatusCode::BAD_REQUEST)?
+                .parse()
+                .map_err_with_status(StatusCode::BAD_REQUEST)?;
+            Ok::<_, HandlerError>(format!("{}\n", u64::from(count) * 2))
+        };
+        match steps.await {
+            Ok(body) => {
+                let response = create_response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
+                Ok((state, response))
+            }
+            Err(error) => Err((state, error)),
+        }
+    }
+    .boxed()
+}
+
+#[tokio::test]
+async fn question_marks_in_a_handler_answer_the_first_failure_with_its_status() {
+    use gotham::bytes::Bytes;
+    use gotham::http_body_util::{BodyExt, Empty};
+    use gotham::hyper::Request;
+
+    let server = serve_router(build_simple_router(|route| {
+        route.get("/double").to(doubles_the_count_header);
+    }))
+    .await;
+    let client = client();
+    for (count, expected) in [
+        (Some("21"), (StatusCode::OK, "42\n")),
+        (Some("twenty"), (StatusCode::BAD_REQUEST, "")),
+        (None, (StatusCode::BAD_REQUEST, "")),
+    ] {
+        let mut request = Request::get(format!("http://{server}/double"));
+        if let Some(count) = count {
+            request = request.header("x-count", count);
+        }
+        let request = request.body(Empty::<Bytes>::new()).expect("a request");
+        let response = client.request(request).await.expect("an answer");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("a body");
+        let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+        assert_eq!((status, body.as_str()), expected, "x-count: {count:?}");
+    }
+}
+
 #[test]
 fn an_upstream_address_that_is_not_host_and_port_is_refused_with_an_example() {
     for unusable in ["nonsense", "127.0.0.1", "http://127.0.0.1:7878/", ""] {
