@@ -12,7 +12,7 @@
 //! The clients are blocking std sockets on the main thread, which allocate
 //! nothing per connection, so the heap that grows is the server's.
 
-#[path = "../../benches/futures_vs_threads/heap.rs"]
+#[path = "../../benchmark/benches/futures_vs_threads/heap.rs"]
 mod heap;
 
 // The example's router and handlers, as the benchmark compiles them (the

@@ -7,7 +7,7 @@
 // and gets the economy of futures from its runtime instead of from the type
 // system.
 //
-//	go build -o go_server benches/futures_vs_threads/peers/go_server.go
+//	go build -o go_server benchmark/benches/futures_vs_threads/peers/go_server.go
 //	./go_server 127.0.0.1:0
 //
 // It prints the example's lines, so the benchmark can count the requests in

@@ -35,7 +35,7 @@ mod sizes;
 // the library, `serve`). Its `main` goes unused here, and so do its tests,
 // which are compiled too: cargo builds benchmarks with `cfg(test)`.
 #[allow(unused)]
-#[path = "../../src/main.rs"]
+#[path = "../../../src/main.rs"]
 mod example;
 
 #[global_allocator]
@@ -131,10 +131,14 @@ impl Runs {
     }
 }
 
+/// The workspace's `target/`, one folder above this package's.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .unwrap_or_else(|| {
+            let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+            package.parent().unwrap_or(package).join("target")
+        })
 }
 
 async fn full_run(out_dir: PathBuf) {
@@ -281,7 +285,7 @@ fn machine_description() -> String {
         .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
         .unwrap_or_default();
     let version = |name: &str| {
         let entry = format!("name = \"{name}\"\nversion = \"");

@@ -6,7 +6,7 @@
 // when the timer is due. That is the same idea as a future woken by tokio's
 // timer, with a callback where Rust has a value that is polled.
 //
-//     node benches/futures_vs_threads/peers/node_server.js 127.0.0.1:0
+//     node benchmark/benches/futures_vs_threads/peers/node_server.js 127.0.0.1:0
 //
 // It prints the example's lines, so the benchmark can count the requests in
 // flight, and closes a connection that has not sent its request head within
