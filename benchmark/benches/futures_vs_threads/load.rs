@@ -58,6 +58,22 @@ pub struct Run {
     pub server_cpu_s: (f64, f64),
     /// This process's CPU time while the requests were in flight.
     pub load_cpu_s: f64,
+    /// For a relay: how it used its upstream.
+    pub upstream: Option<UpstreamUse>,
+}
+
+/// How a relay used its upstream during one run.
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamUse {
+    /// Connections the upstream accepted while the requests were in flight
+    /// (the kernel's count of accepted connections, less none: the load's
+    /// own were all opened before).
+    pub opened: u64,
+    /// The most connections the upstream had open at once.
+    pub most_at_once: u64,
+    /// Connections still open a second after the last answer: what the
+    /// relay's pool keeps for the next burst.
+    pub kept: u64,
 }
 
 impl Run {
@@ -131,12 +147,14 @@ async fn connect(server: std::net::SocketAddr) -> Result<SendRequest<Empty<Bytes
     Ok(sender)
 }
 
-/// Sends one `/sleep?seconds=1` and returns how long its answer took.
+/// Sends one `GET path` (a one-second sleep) and returns how long its
+/// answer took.
 async fn sleep_once(
     mut sender: SendRequest<Empty<Bytes>>,
     host: String,
+    path: &'static str,
 ) -> Result<Duration, String> {
-    let request = Request::get("/sleep?seconds=1")
+    let request = Request::get(path)
         .header("host", host)
         .body(Empty::new())
         .map_err(|error| error.to_string())?;
@@ -166,8 +184,22 @@ async fn sleep_once(
 
 /// Starts a `kind` server, loads it with `requests` sleeps, and measures;
 /// or says why the server cannot run here.
+///
+/// A relay gets an upstream of its own, the example (`futures`), started
+/// first; its requests are `/relay?seconds=1`, and how it used the
+/// upstream is measured too.
 pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
-    let mut server = ServerProcess::start(kind)?;
+    let upstream = if kind.is_relay() {
+        Some(ServerProcess::start(Kind::Futures, None)?)
+    } else {
+        None
+    };
+    let path = if kind.is_relay() {
+        "/relay?seconds=1"
+    } else {
+        "/sleep?seconds=1"
+    };
+    let mut server = ServerProcess::start(kind, upstream.as_ref().map(|upstream| upstream.addr))?;
     let pid = server.pid();
     let host = server.addr.to_string();
     // Let the new process settle before the first reading.
@@ -200,6 +232,15 @@ pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
     server.most_in_flight();
 
     let sampler = PeakSampler::start(pid);
+    let upstream_at_rest = upstream.as_ref().map(|upstream| {
+        let upstream_pid = upstream.pid();
+        (
+            upstream_pid,
+            probe::open_descriptors(upstream_pid),
+            probe::passive_opens(),
+            probe::DescriptorSampler::start(upstream_pid),
+        )
+    });
     let load_cpu = || {
         let (user, system) = probe::cpu_seconds("self");
         user + system
@@ -209,10 +250,26 @@ pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
     let answers = futures::future::join_all(
         senders
             .into_iter()
-            .map(|sender| sleep_once(sender, host.clone())),
+            .map(|sender| sleep_once(sender, host.clone(), path)),
     )
     .await;
     let load_cpu_s = load_cpu() - load_cpu_before;
+    let upstream_use = match upstream_at_rest {
+        Some((upstream_pid, at_rest, opens_before, sampler)) => {
+            let opened = probe::passive_opens().saturating_sub(opens_before);
+            let most = sampler.stop();
+            // A pool takes a connection back once its answer is read, from
+            // a task of its own; a second is plenty.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let kept = probe::open_descriptors(upstream_pid);
+            Some(UpstreamUse {
+                opened,
+                most_at_once: most.saturating_sub(at_rest),
+                kept: kept.saturating_sub(at_rest),
+            })
+        }
+        None => None,
+    };
     let heap_in_flight_peak = server.heap().map(|(_, peak)| peak);
     // The reader thread may still be catching up with the last lines, but
     // the most in flight was reached before the first answer came back.
@@ -257,5 +314,6 @@ pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
         idle_wait,
         server_cpu_s,
         load_cpu_s,
+        upstream: upstream_use,
     })
 }

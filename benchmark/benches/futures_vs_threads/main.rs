@@ -38,6 +38,11 @@ mod sizes;
 #[path = "../../../src/main.rs"]
 mod example;
 
+// The relay example, for the same reason: its router, on the same loop.
+#[allow(unused)]
+#[path = "../../../examples/relay/main.rs"]
+mod relay;
+
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
 
@@ -57,6 +62,15 @@ const COMPARED: [Kind; 6] = [
     Kind::Go,
     Kind::ThreadPerRequest,
 ];
+/// The relays, run at the N of `RELAY_NS` that the descriptor limit allows
+/// (a relayed request holds two descriptors in the relay).
+const RELAYS: [Kind; 4] = [
+    Kind::GothamRelay,
+    Kind::BareHyperRelay,
+    Kind::NodeRelay,
+    Kind::GoRelay,
+];
+const RELAY_NS: [usize; 2] = [1_000, 5_000];
 /// The N whose memory is split into its parts (or the nearest one run).
 const SPLIT_N: usize = 10_000;
 /// The blocking server is only run small: it answers two requests a second.
@@ -68,10 +82,10 @@ const DESCRIPTOR_RESERVE: u64 = 200;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [flag, kind, addr, ..] = args.as_slice() {
+    if let [flag, kind, addr, rest @ ..] = args.as_slice() {
         if flag == "--serve" {
             let kind = Kind::from_name(kind).unwrap_or_else(|| panic!("no server {kind}"));
-            servers::serve(kind, addr);
+            servers::serve(kind, addr, rest.first().map(String::as_str));
         }
     }
     // `cargo bench` passes `--bench`; `cargo test` does not.
@@ -163,6 +177,15 @@ async fn full_run(out_dir: PathBuf) {
             runs.add(kind, n).await;
         }
     }
+    for n in RELAY_NS {
+        if 2 * n as u64 + DESCRIPTOR_RESERVE > limit {
+            eprintln!("relays at N = {n} left out: the descriptor limit is {limit}");
+            continue;
+        }
+        for kind in RELAYS {
+            runs.add(kind, n).await;
+        }
+    }
     let split_n = *ns.iter().min_by_key(|n| n.abs_diff(SPLIT_N)).expect("an N");
     runs.add(Kind::BareHyperHoldingRequest, split_n).await;
     runs.add(Kind::Blocking, BLOCKING_N).await;
@@ -185,6 +208,9 @@ async fn quick_run(out_dir: PathBuf) {
         runs.add(kind, QUICK_N).await;
     }
     runs.add(Kind::BareHyperHoldingRequest, QUICK_N).await;
+    for kind in RELAYS {
+        runs.add(kind, QUICK_N).await;
+    }
     let sizes = sizes::measure();
     write_report(&runs, &sizes, &out_dir, "quick mode");
 
@@ -203,6 +229,22 @@ async fn quick_run(out_dir: PathBuf) {
             run.in_flight_together, QUICK_N,
             "{name}: every request should have been in flight together"
         );
+        if run.server.is_relay() {
+            let used = run.upstream.expect("a relay's use of its upstream");
+            assert!(
+                used.opened > 0 && used.most_at_once > 0,
+                "{name}: no connection to the upstream counted: {used:?}"
+            );
+            let cells = report::relay_cells(run, &runs.runs);
+            for (column, cell) in report::RELAY_COLUMNS.iter().zip(&cells) {
+                let may_be_blank = !run.server.is_rust() && column.starts_with("heap");
+                assert!(
+                    !cell.is_empty() && (cell != "-" || may_be_blank),
+                    "{name}: no value for `{column}`"
+                );
+            }
+            continue;
+        }
         let cells = report::cells(run);
         assert_eq!(cells.len(), report::COLUMNS.len());
         for (column, cell) in report::COLUMNS.iter().zip(&cells) {
@@ -235,7 +277,19 @@ async fn quick_run(out_dir: PathBuf) {
     ] {
         assert!(size > 0, "a future of no size: {sizes:?}");
     }
+    let relay_split = report::relay_split(runs_made, QUICK_N).expect("a split of the relay's heap");
+    for part in &relay_split {
+        assert!(part.kib.is_finite(), "no value for `{}`", part.what);
+    }
+    let relay_table = report::relay_markdown(runs_made);
+    for column in report::RELAY_COLUMNS {
+        assert!(
+            relay_table.contains(column),
+            "the relay table has no `{column}` column"
+        );
+    }
     for file in [
+        "relay.csv",
         "results.csv",
         "chart.svg",
         "split.svg",
@@ -260,6 +314,8 @@ fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, abou
     let table = report::markdown(&runs.runs);
     let mut document = format!("{about}\n\n{table}");
     document += &report::notes(runs);
+    document += &report::relay_markdown(&runs.runs);
+    document += &report::relay_split_markdown(&runs.runs);
     if let Some(split) = report::split(&runs.runs, sizes, SPLIT_N) {
         document += &format!("\n{}", report::split_markdown(&split, sizes));
         report::split_chart(&split, &out_dir.join("split.svg")).expect("split.svg");
@@ -271,6 +327,7 @@ fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, abou
     println!("{document}");
     std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
     std::fs::write(out_dir.join("results.csv"), report::csv(&runs.runs)).expect("results.csv");
+    std::fs::write(out_dir.join("relay.csv"), report::relay_csv(&runs.runs)).expect("relay.csv");
     report::chart(&runs.runs, &out_dir.join("chart.svg")).expect("chart.svg");
     eprintln!("written to {}", out_dir.display());
 }

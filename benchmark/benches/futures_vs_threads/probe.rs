@@ -116,3 +116,55 @@ pub fn raise_descriptor_limit() -> u64 {
     }
     limit.rlim_cur
 }
+
+/// How many descriptors process `pid` has open (0 once it has gone).
+pub fn open_descriptors(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count() as u64)
+}
+
+/// TCP connections accepted so far in this network namespace: the kernel's
+/// `PassiveOpens` counter in `/proc/net/snmp`.
+pub fn passive_opens() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    // Two `Tcp:` lines: the names, then the values, in the same order.
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "PassiveOpens")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Samples how many descriptors a process has open, every few
+/// milliseconds on its own thread, keeping the most, until stopped.
+pub struct DescriptorSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<u64>,
+}
+
+impl DescriptorSampler {
+    pub fn start(pid: u32) -> DescriptorSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut most = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    most = most.max(open_descriptors(pid));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                most
+            }
+        });
+        DescriptorSampler { stop, thread }
+    }
+
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("the sampler thread")
+    }
+}

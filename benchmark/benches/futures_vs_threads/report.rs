@@ -120,8 +120,8 @@ pub fn notes(runs: &Runs) -> String {
         }
     }
     if runs.runs.iter().any(|run| !run.server.is_rust()) {
-        notes += "- node and go have no heap figures (`-`): they run allocators \
-                  of their own, which the benchmark's counting allocator cannot see\n";
+        notes += "- node and go (and their relays) have no heap figures (`-`): they run \
+                  allocators of their own, which the benchmark's counting allocator cannot see\n";
     }
     if notes.is_empty() {
         notes
@@ -130,10 +130,11 @@ pub fn notes(runs: &Runs) -> String {
     }
 }
 
+/// The servers' runs (not the relays') as a markdown table.
 pub fn markdown(runs: &[Run]) -> String {
     let mut table = format!("| {} |\n", COLUMNS.join(" | "));
     table += &format!("|{}\n", " --- |".repeat(COLUMNS.len()));
-    for run in runs {
+    for run in runs.iter().filter(|run| !run.server.is_relay()) {
         table += &format!("| {} |\n", cells(run).join(" | "));
     }
     table
@@ -141,7 +142,7 @@ pub fn markdown(runs: &[Run]) -> String {
 
 pub fn csv(runs: &[Run]) -> String {
     let mut text = COLUMNS.join(",") + "\n";
-    for run in runs {
+    for run in runs.iter().filter(|run| !run.server.is_relay()) {
         text += &(cells(run).join(",") + "\n");
     }
     text
@@ -514,4 +515,161 @@ pub fn waiting_client_chart(
     }
     root.present()?;
     Ok(())
+}
+
+/// The relay table's columns, in order.
+pub const RELAY_COLUMNS: [&str; 16] = [
+    "relay",
+    "N",
+    "ok",
+    "errors",
+    "in flight together",
+    "p99 overhead ms",
+    "RSS KiB/request",
+    "heap KiB/request",
+    "kernel KiB/request",
+    "KiB/idle connection",
+    "KiB/waiting request",
+    "× the example's waiting client",
+    "upstream connections opened",
+    "most at once",
+    "kept after",
+    "relay CPU s (user + sys)",
+];
+
+/// One relay run's cells, in the order of `RELAY_COLUMNS`; `runs` holds the
+/// example's own run at the same N, if there is one, for the ratio.
+pub fn relay_cells(run: &Run, runs: &[Run]) -> Vec<String> {
+    let example = runs.iter().find(|other| {
+        other.server == Kind::Futures && other.requests == run.requests && other.succeeded > 0
+    });
+    let ratio = example.map_or(f64::NAN, |example| {
+        run.kib_per_waiting_client() / example.kib_per_waiting_client()
+    });
+    let upstream = |value: fn(&crate::load::UpstreamUse) -> u64| {
+        run.upstream
+            .as_ref()
+            .map_or("-".to_string(), |used| value(used).to_string())
+    };
+    vec![
+        run.server.name().to_string(),
+        run.requests.to_string(),
+        run.succeeded.to_string(),
+        run.failed.to_string(),
+        run.in_flight_together.to_string(),
+        ms(run, 0.99),
+        kib(run.user_kib_per_request()),
+        kib(run.heap_kib_per_request()),
+        kib(run.kernel_kib_per_request()),
+        kib(run.kib_per_connection()),
+        kib(run.kib_per_waiting_client()),
+        if ratio.is_finite() {
+            format!("{ratio:.2}")
+        } else {
+            "-".to_string()
+        },
+        upstream(|used| used.opened),
+        upstream(|used| used.most_at_once),
+        upstream(|used| used.kept),
+        format!("{:.2} + {:.2}", run.server_cpu_s.0, run.server_cpu_s.1),
+    ]
+}
+
+/// The relays' runs as a markdown table, and what to know to read it;
+/// empty if there were none.
+pub fn relay_markdown(runs: &[Run]) -> String {
+    let relays: Vec<&Run> = runs.iter().filter(|run| run.server.is_relay()).collect();
+    if relays.is_empty() {
+        return String::new();
+    }
+    let mut table = "\nA relayed waiting request: N clients each waiting on a relay whose \
+                     upstream is the example (`futures`)\n\n"
+        .to_string();
+    table += &format!("| {} |\n", RELAY_COLUMNS.join(" | "));
+    table += &format!("|{}\n", " --- |".repeat(RELAY_COLUMNS.len()));
+    for run in &relays {
+        table += &format!("| {} |\n", relay_cells(run, runs).join(" | "));
+    }
+    table += "\n- memory is the relay process's (RSS, heap) and the kernel's (machine-wide: \
+              it holds the upstream's and the load's sockets too, alike for every relay)\n\
+              - × the example's waiting client: KiB/waiting request over `futures`' \
+              KiB/waiting client at the same N\n\
+              - kept after: upstream connections still open a second after the last answer\n";
+    table
+}
+
+/// The relays' runs as CSV.
+pub fn relay_csv(runs: &[Run]) -> String {
+    let mut text = RELAY_COLUMNS.join(",") + "\n";
+    for run in runs.iter().filter(|run| run.server.is_relay()) {
+        text += &(relay_cells(run, runs).join(",") + "\n");
+    }
+    text
+}
+
+/// Where a relayed waiting request's live heap goes, for the gotham relay at
+/// `n`, by subtraction between runs of the same N (so only where all four
+/// ran): the inbound side as a waiting client of the example costs; the
+/// outbound side as the bare hyper relay adds to a bare hyper server (the
+/// client's connection and its buffers, its pool entry, its futures); and
+/// what the gotham relay adds to both (its handler's future, the
+/// `Upstream` and `Turns` in `State`, the relay's lines). They add up to
+/// the gotham relay's live heap per waiting request by construction.
+pub fn relay_split(runs: &[Run], n: usize) -> Option<Vec<Part>> {
+    let find = |kind: Kind| {
+        runs.iter()
+            .find(|run| run.server == kind && run.requests == n && run.succeeded > 0)
+    };
+    let heap_per_waiting =
+        |run: &Run| run.heap_kib_per_connection() + run.heap_kib_per_request();
+    let (relay, bare_relay, example, bare) = (
+        find(Kind::GothamRelay)?,
+        find(Kind::BareHyperRelay)?,
+        find(Kind::Futures)?,
+        find(Kind::BareHyper)?,
+    );
+    let inbound = heap_per_waiting(example);
+    let outbound = heap_per_waiting(bare_relay) - heap_per_waiting(bare);
+    let total = heap_per_waiting(relay);
+    Some(vec![
+        Part {
+            what: "inbound: the client's connection and request, as on the example",
+            kib: inbound,
+        },
+        Part {
+            what: "outbound: hyper-util's connection to the upstream, its pool entry and futures",
+            kib: outbound,
+        },
+        Part {
+            what: "the gotham relay's own: the rest",
+            kib: total - inbound - outbound,
+        },
+        Part {
+            what: "**live heap per waiting request, measured**",
+            kib: total,
+        },
+    ])
+}
+
+/// The relay split as a markdown table; empty if it cannot be made.
+pub fn relay_split_markdown(runs: &[Run]) -> String {
+    let Some(n) = runs
+        .iter()
+        .filter(|run| run.server == Kind::GothamRelay)
+        .map(|run| run.requests)
+        .max()
+    else {
+        return String::new();
+    };
+    let Some(parts) = relay_split(runs, n) else {
+        return String::new();
+    };
+    let mut table = format!(
+        "\nThe gotham relay's live heap per waiting request at N = {n}, KiB\n\n\
+         | part | KiB |\n| --- | --- |\n"
+    );
+    for part in parts {
+        table += &format!("| {} | {:.2} |\n", part.what, part.kib);
+    }
+    table
 }

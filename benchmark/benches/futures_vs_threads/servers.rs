@@ -27,6 +27,20 @@
 //! `time.Sleep`). Each runs when its tool is on PATH, and is skipped, with
 //! the reason in the report, when it is not.
 //!
+//! The relays answer `/relay?seconds=N` with an upstream's
+//! `/sleep?seconds=N`; the upstream is a `futures` server (the example) of
+//! its own, started for each run:
+//!
+//! - `gotham-relay` is the relay example's `router()` from
+//!   `examples/relay/`, on the serve loop, with its bound on requests at
+//!   the upstream raised past any N here (`RELAY_TURNS`);
+//! - `bare-hyper-relay` answers with a plain hyper service that asks
+//!   through hyper-util's pooled client, as the gotham relay does, with no
+//!   gotham router, `State`, deadline or bound: the floor for Rust;
+//! - `go-relay` (`peers/go_relay.go`): net/http's server and default client;
+//! - `node-relay` (`peers/node_relay.js`): the `http` module, with a
+//!   keep-alive agent.
+//!
 //! Every server prints the example's console lines; counting `starting`
 //! against `finished` tells how many requests were in flight together. A
 //! Rust server also answers the line `heap` on its stdin with
@@ -50,10 +64,13 @@ use gotham::bytes::Bytes;
 use gotham::handler::HandlerFuture;
 use gotham::helpers::http::response::create_response;
 use gotham::helpers::http::Body;
-use gotham::http_body_util::Full;
+use gotham::http_body_util::{BodyExt, Empty, Full};
 use gotham::hyper::header::CONTENT_TYPE;
 use gotham::hyper::service::service_fn;
 use gotham::hyper::{Request, Response, StatusCode};
+use gotham::hyper_util::client::legacy::connect::HttpConnector;
+use gotham::hyper_util::client::legacy::Client;
+use gotham::hyper_util::rt::TokioExecutor;
 use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
 use gotham::router::Router;
 use gotham::state::{FromState, State};
@@ -79,6 +96,11 @@ fn benchmark_limits() -> Limits {
 /// Worker threads for every server: what the example gets on 2 cores.
 pub const WORKER_THREADS: usize = 2;
 
+/// The gotham relay's bound on requests at the upstream, for the benchmark:
+/// past every N it runs, so that it measures waiting, not the bound (the
+/// relay's own is `TURNS`, 256).
+const RELAY_TURNS: usize = 1_000_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Futures,
@@ -89,10 +111,14 @@ pub enum Kind {
     Go,
     ThreadPerRequest,
     Blocking,
+    GothamRelay,
+    BareHyperRelay,
+    GoRelay,
+    NodeRelay,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Futures,
         Kind::BareHyper,
         Kind::BareHyperHoldingRequest,
@@ -101,6 +127,10 @@ impl Kind {
         Kind::Go,
         Kind::ThreadPerRequest,
         Kind::Blocking,
+        Kind::GothamRelay,
+        Kind::BareHyperRelay,
+        Kind::GoRelay,
+        Kind::NodeRelay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -113,6 +143,10 @@ impl Kind {
             Kind::Go => "go",
             Kind::ThreadPerRequest => "thread-per-request",
             Kind::Blocking => "blocking",
+            Kind::GothamRelay => "gotham-relay",
+            Kind::BareHyperRelay => "bare-hyper-relay",
+            Kind::GoRelay => "go-relay",
+            Kind::NodeRelay => "node-relay",
         }
     }
 
@@ -123,23 +157,35 @@ impl Kind {
     /// Whether the server runs in this benchmark's own binary, and so has
     /// the counting allocator and answers `heap`.
     pub fn is_rust(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Go)
+        !matches!(self, Kind::Node | Kind::Go | Kind::NodeRelay | Kind::GoRelay)
     }
 
-    /// The command that runs this server on `addr`, or why it cannot run
-    /// on this machine.
-    pub fn command(self, addr: &str) -> Result<Command, String> {
-        let mut command = match self {
-            Kind::Node => {
-                let version = Command::new("node").arg("--version").output();
-                if !matches!(version, Ok(out) if out.status.success()) {
-                    return Err("`node` is not on PATH".to_string());
-                }
-                let mut command = Command::new("node");
-                command.arg(peer_source("node_server.js"));
-                command
+    /// Whether it answers `/relay` by asking an upstream, rather than
+    /// `/sleep` by itself.
+    pub fn is_relay(self) -> bool {
+        matches!(
+            self,
+            Kind::GothamRelay | Kind::BareHyperRelay | Kind::GoRelay | Kind::NodeRelay
+        )
+    }
+
+    /// The command that runs this server on `addr` (a relay asking
+    /// `upstream`), or why it cannot run on this machine.
+    pub fn command(self, addr: &str, upstream: Option<SocketAddr>) -> Result<Command, String> {
+        let node = |script: &str| {
+            let version = Command::new("node").arg("--version").output();
+            if !matches!(version, Ok(out) if out.status.success()) {
+                return Err("`node` is not on PATH".to_string());
             }
-            Kind::Go => Command::new(go_server()?),
+            let mut command = Command::new("node");
+            command.arg(peer_source(script));
+            Ok(command)
+        };
+        let mut command = match self {
+            Kind::Node => node("node_server.js")?,
+            Kind::NodeRelay => node("node_relay.js")?,
+            Kind::Go => Command::new(go_peer("go_server")?),
+            Kind::GoRelay => Command::new(go_peer("go_relay")?),
             _ => {
                 let mut command =
                     Command::new(std::env::current_exe().map_err(|error| error.to_string())?);
@@ -148,6 +194,9 @@ impl Kind {
             }
         };
         command.arg(addr);
+        if let Some(upstream) = upstream {
+            command.arg(upstream.to_string());
+        }
         Ok(command)
     }
 }
@@ -158,33 +207,41 @@ fn peer_source(file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Builds the Go peer once per benchmark process, under the target folder.
-fn go_server() -> Result<PathBuf, String> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out_dir = crate::target_dir().join("futures_vs_threads");
-            let binary = out_dir.join("go_server");
-            let built = Command::new("go")
-                .arg("build")
-                .arg("-o")
-                .arg(&binary)
-                .arg(peer_source("go_server.go"))
-                // Go's build cache, kept with the rest of the build; and no
-                // toolchain download, which this machine could not make.
-                .env("GOCACHE", out_dir.join("go-cache"))
-                .env("GOTOOLCHAIN", "local")
-                .output();
-            match built {
-                Err(error) => Err(format!("`go` is not on PATH ({error})")),
-                Ok(out) if !out.status.success() => Err(format!(
-                    "`go build` failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-                Ok(_) => Ok(binary),
-            }
-        })
-        .clone()
+/// Builds the Go peer `name` (`peers/NAME.go`) once per benchmark process,
+/// under the target folder.
+fn go_peer(name: &'static str) -> Result<PathBuf, String> {
+    type Built = Vec<(&'static str, Result<PathBuf, String>)>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
+    // A std mutex: held while `go build` runs, by one thread at a time.
+    let mut built = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, result)) = built.iter().find(|(built, _)| *built == name) {
+        return result.clone();
+    }
+    let out_dir = crate::target_dir().join("futures_vs_threads");
+    let binary = out_dir.join(name);
+    let output = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(peer_source(&format!("{name}.go")))
+        // Go's build cache, kept with the rest of the build; and no
+        // toolchain download, which this machine could not make.
+        .env("GOCACHE", out_dir.join("go-cache"))
+        .env("GOTOOLCHAIN", "local")
+        .output();
+    let result = match output {
+        Err(error) => Err(format!("`go` is not on PATH ({error})")),
+        Ok(out) if !out.status.success() => Err(format!(
+            "`go build` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => Ok(binary),
+    };
+    built.push((name, result.clone()));
+    result
 }
 
 /// Requests in flight as the server's own lines tell: `starting` lines
@@ -206,10 +263,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts a `kind` server on a free port and waits for its address.
-    pub fn start(kind: Kind) -> Result<ServerProcess, String> {
+    /// Starts a `kind` server on a free port (a relay asking `upstream`)
+    /// and waits for its address.
+    pub fn start(kind: Kind, upstream: Option<SocketAddr>) -> Result<ServerProcess, String> {
         let mut child = kind
-            .command("127.0.0.1:0")?
+            .command("127.0.0.1:0", upstream)?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -425,8 +483,58 @@ fn plain_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// The body of `--serve KIND ADDR`: serve until killed.
-pub fn serve(kind: Kind, addr: &str) -> ! {
+/// The bare hyper relay's client: hyper-util's, pooled, as the gotham
+/// relay's, shared by every connection.
+type RelayClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// `/relay?seconds=N` without gotham: the upstream's `/sleep?seconds=N`
+/// asked through the pooled client, and its body passed on.
+async fn bare_hyper_relay<B>(
+    client: RelayClient,
+    upstream: Arc<str>,
+    request: Request<B>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let Some(seconds) = seconds_asked(&request) else {
+        return Ok(plain_text(
+            StatusCode::BAD_REQUEST,
+            "seconds?\n".to_string(),
+        ));
+    };
+    drop(request);
+    println!("relay sleep for {seconds} seconds: starting");
+    let asking = async {
+        let uri = format!("http://{upstream}/sleep?seconds={seconds}")
+            .parse()
+            .map_err(|error| format!("{error}"))?;
+        let response = client.get(uri).await.map_err(|error| error.to_string())?;
+        let status = response.status();
+        let body = response.into_body().collect().await;
+        let body = body.map_err(|error| error.to_string())?.to_bytes();
+        if status == StatusCode::OK {
+            Ok(body)
+        } else {
+            Err(format!("answered {status}"))
+        }
+    };
+    Ok(match asking.await {
+        Ok(body) => {
+            println!("relay sleep for {seconds} seconds: finished");
+            let mut response = plain_text(StatusCode::OK, String::new());
+            *response.body_mut() = Full::new(body);
+            response
+        }
+        Err(why) => {
+            println!("relay sleep for {seconds} seconds: finished with 502 Bad Gateway");
+            plain_text(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {upstream}: {why}\n"),
+            )
+        }
+    })
+}
+
+/// The body of `--serve KIND ADDR [UPSTREAM]`: serve until killed.
+pub fn serve(kind: Kind, addr: &str, upstream: Option<&str>) -> ! {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
@@ -448,6 +556,30 @@ pub fn serve(kind: Kind, addr: &str) -> ! {
             }
             Kind::BareHyperHoldingRequest => {
                 let new_service = |_client| service_fn(bare_hyper_holding_request);
+                serve_with(listener, new_service, benchmark_limits(), never).await
+            }
+            Kind::BareHyperRelay => {
+                let upstream: Arc<str> = upstream.expect("a relay's upstream").into();
+                let client = Client::builder(TokioExecutor::new()).build_http();
+                let new_service = move |_client| {
+                    let (client, upstream) = (client.clone(), Arc::clone(&upstream));
+                    service_fn(move |request| {
+                        bare_hyper_relay(client.clone(), Arc::clone(&upstream), request)
+                    })
+                };
+                serve_with(listener, new_service, benchmark_limits(), never).await
+            }
+            Kind::GothamRelay => {
+                use crate::relay::{router, Turns, Upstream};
+                let deadline = Duration::from_secs(10);
+                let upstream = upstream.expect("a relay's upstream");
+                let upstream = Upstream::new(upstream, deadline)
+                    .unwrap_or_else(|why| panic!("cannot ask upstream {upstream}: {why}"));
+                let router = router(upstream, Turns::new(RELAY_TURNS, deadline));
+                let new_service = move |client| GothamService {
+                    router: router.clone(),
+                    client,
+                };
                 serve_with(listener, new_service, benchmark_limits(), never).await
             }
             Kind::Axum => {
