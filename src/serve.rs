@@ -443,17 +443,25 @@ where
     stopped
 }
 
-/// Says how many idle connections were closed to make room since the last
-/// report: counted by the connections themselves, since one asked to close
-/// may have found its request arriving (`serve_connection`).
+/// Says on stderr how many idle connections were closed to make room since
+/// the last report, if any were.
 fn report_shedding(idle: &IdleConnections) {
+    if let Some(line) = shedding_report(idle) {
+        eprintln!("{line}");
+    }
+}
+
+/// The line `report_shedding` prints, and counts afresh. The connections
+/// count themselves as they close, since one asked to close may have found
+/// its request arriving instead (`serve_connection`).
+fn shedding_report(idle: &IdleConnections) -> Option<String> {
     let closed = idle.closed_to_make_room.swap(0, Ordering::SeqCst);
-    if closed > 0 {
-        eprintln!(
+    (closed > 0).then(|| {
+        format!(
             "out of descriptors: closed {}, longest idle first, to make room for new clients",
             count(closed, "idle connection", "idle connections")
-        );
-    }
+        )
+    })
 }
 
 /// Drives one connection from its accepting to its end.

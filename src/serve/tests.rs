@@ -788,3 +788,20 @@ async fn a_blocking_call_in_a_handler_holds_even_a_second_stop_until_it_returns(
         "the server stopped {waited:?} after the second stop, with a call blocked for {BLOCKED_FOR:?}"
     );
 }
+
+#[test]
+fn the_shedding_line_counts_what_closed_and_nothing_when_nothing_did() {
+    let idle = IdleConnections::default();
+    // Asked to close, but each found its request arriving: no line.
+    assert_eq!(shedding_report(&idle), None);
+    idle.closed_to_make_room.store(1, Ordering::SeqCst);
+    assert_eq!(
+        shedding_report(&idle).as_deref(),
+        Some("out of descriptors: closed 1 idle connection, longest idle first, to make room for new clients")
+    );
+    idle.closed_to_make_room.store(3, Ordering::SeqCst);
+    let line = shedding_report(&idle).expect("a line for three");
+    assert!(line.contains("closed 3 idle connections,"), "{line}");
+    // Counted afresh after each line.
+    assert_eq!(shedding_report(&idle), None);
+}

@@ -6,6 +6,7 @@
 //! cargo bench --bench futures_vs_threads            # every server, N = 1,000 to 19,500
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
+//! cargo bench --bench futures_vs_threads -- --relays # the relays alone
 //! ```
 //!
 //! The last form runs one server at one N, e.g. under `perf record -a`.
@@ -116,6 +117,8 @@ fn main() {
             skipped: Vec::new(),
         };
         write_report(&runs, &sizes, &out_dir.join("one"), &machine_description());
+    } else if full && args.iter().any(|arg| arg == "--relays") {
+        runtime.block_on(relays_run(out_dir.join("relays")));
     } else if full {
         runtime.block_on(full_run(out_dir));
     } else {
@@ -196,6 +199,26 @@ async fn full_run(out_dir: PathBuf) {
         .max()
         .unwrap_or_default();
     eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
+    write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
+}
+
+/// The relays at `RELAY_NS`, with the example and bare hyper at the same N
+/// for the ratio and the split.
+async fn relays_run(out_dir: PathBuf) {
+    let limit = probe::raise_descriptor_limit();
+    let mut runs = Runs {
+        runs: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for n in RELAY_NS {
+        if 2 * n as u64 + DESCRIPTOR_RESERVE > limit {
+            eprintln!("N = {n} left out: the descriptor limit is {limit}");
+            continue;
+        }
+        for kind in [Kind::Futures, Kind::BareHyper].into_iter().chain(RELAYS) {
+            runs.add(kind, n).await;
+        }
+    }
     write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
 }
 

@@ -620,8 +620,7 @@ pub fn relay_split(runs: &[Run], n: usize) -> Option<Vec<Part>> {
         runs.iter()
             .find(|run| run.server == kind && run.requests == n && run.succeeded > 0)
     };
-    let heap_per_waiting =
-        |run: &Run| run.heap_kib_per_connection() + run.heap_kib_per_request();
+    let heap_per_waiting = |run: &Run| run.heap_kib_per_connection() + run.heap_kib_per_request();
     let (relay, bare_relay, example, bare) = (
         find(Kind::GothamRelay)?,
         find(Kind::BareHyperRelay)?,

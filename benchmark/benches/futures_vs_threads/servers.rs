@@ -157,7 +157,10 @@ impl Kind {
     /// Whether the server runs in this benchmark's own binary, and so has
     /// the counting allocator and answers `heap`.
     pub fn is_rust(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Go | Kind::NodeRelay | Kind::GoRelay)
+        !matches!(
+            self,
+            Kind::Node | Kind::Go | Kind::NodeRelay | Kind::GoRelay
+        )
     }
 
     /// Whether it answers `/relay` by asking an upstream, rather than
