@@ -8,7 +8,7 @@ use gotham::hyper::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::{get_owned, Server};
+use crate::support::{ask_at_once, get_owned, Server};
 
 /// Open files the server may have: a few for itself, the rest connections.
 const DESCRIPTOR_LIMIT: u64 = 64;
@@ -110,31 +110,14 @@ async fn out_of_descriptors_with_every_connection_busy_the_server_waits_without_
 /// Clients in the burst below: more than twice what the server can hold.
 const BURST: usize = 150;
 
-/// Connects and sends a complete `GET /sleep?seconds=1` at once, then reads
-/// until the server closes; the answer's bytes, or why there are none.
-async fn ask_at_once(addr: std::net::SocketAddr) -> Result<String, String> {
-    use tokio::io::AsyncReadExt;
-
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
-    stream
-        .write_all(b"GET /sleep?seconds=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|error| format!("send: {error}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|error| format!("read: {error}"))?;
-    Ok(String::from_utf8_lossy(&answer).into_owned())
-}
-
 #[tokio::test]
 async fn a_burst_of_clients_beyond_the_descriptor_limit_loses_no_request() {
     let server = Server::start_with_descriptor_limit(DESCRIPTOR_LIMIT);
     let burst: Vec<_> = (0..BURST)
-        .map(|_| tokio::spawn(ask_at_once(server.addr)))
+        .map(|_| {
+            let addr = server.addr;
+            tokio::spawn(async move { ask_at_once(addr, "/sleep?seconds=1").await })
+        })
         .collect();
     let mut lost = Vec::new();
     for client in burst {
@@ -145,9 +128,7 @@ async fn a_burst_of_clients_beyond_the_descriptor_limit_loses_no_request() {
             .expect("an answer within 30 s")
             .expect("the client's task");
         match answer {
-            Ok(answer)
-                if answer.starts_with("HTTP/1.1 200 OK")
-                    && answer.ends_with("slept for 1 seconds\n") => {}
+            Ok((200, body)) if body == "slept for 1 seconds\n" => {}
             other => lost.push(other),
         }
     }

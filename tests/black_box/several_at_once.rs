@@ -20,7 +20,7 @@ use crate::relay::{
     wait_for_descriptors, PATIENCE,
 };
 use crate::relay_example::{router, Turns, Upstream, TURNS};
-use crate::support::{get, get_owned, Server};
+use crate::support::{ask_at_once, get, get_owned, Server};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -356,33 +356,6 @@ async fn child_serves_the_relay() {
     let upstream = Upstream::new(&upstream, DEADLINE).expect("a usable upstream address");
     let turns = Turns::new(TURNS, DEADLINE);
     serve::listen_and_serve("127.0.0.1:0", router(upstream, turns)).await;
-}
-
-/// Connects, sends `GET path` at once, and reads until the server closes:
-/// the status and the body.
-async fn ask_at_once(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|error| format!("send: {error}"))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|error| format!("read: {error}"))?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer.get(9..12).and_then(|code| code.parse().ok());
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string());
-    match (status, body) {
-        (Some(status), Some(body)) => Ok((status, body)),
-        _ => Err(format!("not an HTTP answer: {answer:?}")),
-    }
 }
 
 #[tokio::test]

@@ -418,3 +418,33 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
     answer
 }
+
+/// Connects, sends `GET path` at once (asking the server to close after
+/// its answer), and reads until it does: the status and the body, or why
+/// there are none. Raw bytes, so that a reset shows as such.
+pub async fn ask_at_once(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| format!("send: {error}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .await
+        .map_err(|error| format!("read: {error}"))?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.get(9..12).and_then(|code| code.parse().ok());
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string());
+    match (status, body) {
+        (Some(status), Some(body)) => Ok((status, body)),
+        _ => Err(format!("not an HTTP answer: {answer:?}")),
+    }
+}
