@@ -116,7 +116,8 @@ impl StaticResponseExtender for QueryStringExtractor {
 /// the task too
 /// (`tests::a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps`).
 /// Bytes from the client wake the task as well: hyper reads them, and the
-/// poll that follows polls this future once more.
+/// poll that follows polls this future once more
+/// (`tests::bytes_from_the_client_mid_sleep_poll_the_sleeping_future_once_more`).
 /// Database queries and calls to other services are futures woken the same
 /// way, by the socket instead of the timer (`examples/relay/` waits on
 /// another server over HTTP).

@@ -446,15 +446,11 @@ impl Future for CountingPolls {
 }
 
 /// Serves `route` with `handler` through the real serve loop, counting the
-/// polls of each handler's future, and GETs `path_and_query` once. Returns
-/// the body, the virtual time it took and the polls counted.
-async fn count_polls(
+/// polls of each handler's future; returns the address and the count.
+async fn serve_counting_polls(
     route: &'static str,
     handler: HandlerFn,
-    path_and_query: &str,
-) -> (String, Duration, usize) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
+) -> (std::net::SocketAddr, &'static AtomicUsize) {
     // Leaked, so the route's closure can be `Copy`, as gotham wants.
     let polls: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let router = build_simple_router(|builder| {
@@ -472,7 +468,20 @@ async fn count_polls(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
     tokio::spawn(serve::serve(listener, router, futures::stream::pending()));
+    (addr, polls)
+}
 
+/// Serves `route` with `handler` as `serve_counting_polls` does, and GETs
+/// `path_and_query` once. Returns the body, the virtual time it took and
+/// the polls counted.
+async fn count_polls(
+    route: &'static str,
+    handler: HandlerFn,
+    path_and_query: &str,
+) -> (String, Duration, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (addr, polls) = serve_counting_polls(route, handler).await;
     let started = Instant::now();
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
@@ -499,7 +508,8 @@ async fn count_polls(
 /// own timer for the connection's first head (30 s from connecting) is one
 /// such thing: it fires once in the task, so a sleep still waiting then is
 /// polled a third time, and never more. (The client here sends nothing
-/// more while it waits; bytes that it sent would wake the task too.)
+/// more while it waits; bytes that it sent would wake the task too, as the
+/// next test shows.)
 #[tokio::test(start_paused = true)]
 async fn a_sleeping_request_is_polled_a_fixed_number_of_times_however_long_it_sleeps() {
     for (seconds, expected_polls) in [(1, 2), (20, 2), (60, 3), (3600, 3)] {
@@ -563,3 +573,38 @@ async fn a_waiting_requests_future_is_a_few_hundred_bytes() {
 }
 
 mod beyond_timers;
+
+/// The other side of the count above: bytes from the client wake the
+/// connection's task, and the poll that follows polls the sleeping future
+/// once more. Here a second request, pipelined behind the first while it
+/// sleeps, adds exactly one poll to it.
+#[tokio::test(start_paused = true)]
+async fn bytes_from_the_client_mid_sleep_poll_the_sleeping_future_once_more() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (addr, polls) = serve_counting_polls("/sleep", sleep_handler).await;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let first = "GET /sleep?seconds=10 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    stream.write_all(first.as_bytes()).await.expect("sends");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls_before = polls.load(Ordering::SeqCst);
+    let second = "GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(second.as_bytes()).await.expect("sends");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls_after = polls.load(Ordering::SeqCst);
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).await.expect("answers");
+
+    assert_eq!(polls_before, 1, "a sleep is polled once before its timer");
+    assert_eq!(
+        polls_after, 2,
+        "the bytes should poll the sleep exactly once"
+    );
+    assert_eq!(
+        answers.matches("slept for").count(),
+        2,
+        "both requests answered: {answers:?}"
+    );
+}

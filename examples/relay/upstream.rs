@@ -168,8 +168,8 @@ const ENFILE: i32 = 23;
 /// quarter of those for the upstream leaves the rest for the relay's
 /// clients, who wait for a turn at the cost of a small future each. It also
 /// bounds what one relay can ask of its upstream, whatever its clients ask:
-/// 2,000 clients waiting on `/relay` made 2,000 upstream connections before
-/// there was a bound.
+/// without it, 2,000 clients waiting on `/relay` make 2,000 upstream
+/// connections (docs/relay.md has the figures).
 pub const TURNS: usize = 256;
 
 /// The bound on requests at the upstream: a semaphore with one permit per
