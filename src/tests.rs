@@ -538,6 +538,41 @@ async fn a_loop_is_polled_once_per_second_and_once_more() {
     }
 }
 
+/// The other side of the count above: bytes from the client wake the
+/// connection's task, and the poll that follows polls the sleeping future
+/// once more. Here a second request, pipelined behind the first while it
+/// sleeps, adds exactly one poll to it.
+#[tokio::test(start_paused = true)]
+async fn bytes_from_the_client_mid_sleep_poll_the_sleeping_future_once_more() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (addr, polls) = serve_counting_polls("/sleep", sleep_handler).await;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    let first = "GET /sleep?seconds=10 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    stream.write_all(first.as_bytes()).await.expect("sends");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls_before = polls.load(Ordering::SeqCst);
+    let second = "GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    stream.write_all(second.as_bytes()).await.expect("sends");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls_after = polls.load(Ordering::SeqCst);
+    let mut answers = String::new();
+    stream.read_to_string(&mut answers).await.expect("answers");
+
+    assert_eq!(polls_before, 1, "a sleep is polled once before its timer");
+    assert_eq!(
+        polls_after, 2,
+        "the bytes should poll the sleep exactly once"
+    );
+    assert_eq!(
+        answers.matches("slept for").count(),
+        2,
+        "both requests answered: {answers:?}"
+    );
+}
+
 /// The bytes of the future a handler returns: what its `Box` holds (the
 /// `State` struct, the sleep, the closure), not what those point to.
 fn future_size(handler: HandlerFn) -> usize {
@@ -573,38 +608,3 @@ async fn a_waiting_requests_future_is_a_few_hundred_bytes() {
 }
 
 mod beyond_timers;
-
-/// The other side of the count above: bytes from the client wake the
-/// connection's task, and the poll that follows polls the sleeping future
-/// once more. Here a second request, pipelined behind the first while it
-/// sleeps, adds exactly one poll to it.
-#[tokio::test(start_paused = true)]
-async fn bytes_from_the_client_mid_sleep_poll_the_sleeping_future_once_more() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let (addr, polls) = serve_counting_polls("/sleep", sleep_handler).await;
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    let first = "GET /sleep?seconds=10 HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    stream.write_all(first.as_bytes()).await.expect("sends");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let polls_before = polls.load(Ordering::SeqCst);
-    let second = "GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    stream.write_all(second.as_bytes()).await.expect("sends");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let polls_after = polls.load(Ordering::SeqCst);
-    let mut answers = String::new();
-    stream.read_to_string(&mut answers).await.expect("answers");
-
-    assert_eq!(polls_before, 1, "a sleep is polled once before its timer");
-    assert_eq!(
-        polls_after, 2,
-        "the bytes should poll the sleep exactly once"
-    );
-    assert_eq!(
-        answers.matches("slept for").count(),
-        2,
-        "both requests answered: {answers:?}"
-    );
-}
