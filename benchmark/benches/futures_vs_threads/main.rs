@@ -159,6 +159,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 async fn full_run(out_dir: PathBuf) {
+    let started = std::time::Instant::now();
     let limit = probe::raise_descriptor_limit();
     // Rounded down to a multiple of 500, so the largest N reads plainly.
     let largest = (limit.saturating_sub(DESCRIPTOR_RESERVE) / 500 * 500) as usize;
@@ -199,7 +200,14 @@ async fn full_run(out_dir: PathBuf) {
         .max()
         .unwrap_or_default();
     eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
-    write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
+    let took = started.elapsed().as_secs();
+    let about = format!(
+        "{}\n\nThe whole run took {} min {} s (the build before it not counted).",
+        machine_description(),
+        took / 60,
+        took % 60
+    );
+    write_report(&runs, &sizes::measure(), &out_dir, &about);
 }
 
 /// The relays at `RELAY_NS`, with the example and bare hyper at the same N
@@ -345,7 +353,10 @@ fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, abou
     }
     if let Some(n) = report::nearest_n(&runs.runs, SPLIT_N) {
         let path = out_dir.join("waiting_client.svg");
-        report::waiting_client_chart(&runs.runs, n, &path).expect("waiting_client.svg");
+        // The chart names its run by the description's last part, the date.
+        let first_line = about.lines().next().unwrap_or(about);
+        let run_of = first_line.rsplit(", ").next().unwrap_or(first_line);
+        report::waiting_client_chart(&runs.runs, n, run_of, &path).expect("waiting_client.svg");
     }
     println!("{document}");
     std::fs::write(out_dir.join("report.md"), &document).expect("report.md");

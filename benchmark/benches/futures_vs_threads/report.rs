@@ -449,6 +449,7 @@ pub fn nearest_n(runs: &[Run], wanted: usize) -> Option<usize> {
 pub fn waiting_client_chart(
     runs: &[Run],
     n: usize,
+    run_of: &str,
     path: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let bars: Vec<(&Run, RGBColor)> = CHARTED
@@ -469,14 +470,14 @@ pub fn waiting_client_chart(
     let rows = bars.len() as f64;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("What one waiting client costs, N = {n} at once (RSS + kernel, KiB)"),
+            format!("What one waiting client costs, N = {n} at once (RSS + kernel, KiB), {run_of}"),
             ("sans-serif", 18),
         )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(10)
-        // Twice the widest bar: room on its right for the longest label.
-        .build_cartesian_2d(0.0..widest * 2.0, 0.0..rows)?;
+        // Each label sits above its bar, so the axis can end at the widest.
+        .build_cartesian_2d(0.0..widest * 1.04, 0.0..rows)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -490,11 +491,8 @@ pub fn waiting_client_chart(
         let idle = run.kib_per_connection().max(0.0);
         let request = run.memory_kib_per_request().max(0.0);
         chart.draw_series([
-            Rectangle::new([(0.0, y - 0.3), (idle, y + 0.3)], colour.mix(0.35).filled()),
-            Rectangle::new(
-                [(idle, y - 0.3), (idle + request, y + 0.3)],
-                colour.filled(),
-            ),
+            Rectangle::new([(0.0, y - 0.4), (idle, y)], colour.mix(0.35).filled()),
+            Rectangle::new([(idle, y - 0.4), (idle + request, y)], colour.filled()),
         ])?;
         let threads = if run.server == Kind::ThreadPerRequest {
             format!(", {} threads", run.in_flight_peak.threads)
@@ -504,17 +502,30 @@ pub fn waiting_client_chart(
         chart.draw_series(std::iter::once(Text::new(
             format!(
                 "{}: {:.1} = {:.1} idle + {:.1} request{threads}",
-                run.server.name(),
+                table_name(run.server),
                 run.kib_per_waiting_client(),
                 run.kib_per_connection(),
                 run.memory_kib_per_request(),
             ),
-            (idle + request + widest * 0.02, y + 0.12),
+            (widest * 0.005, y + 0.42),
             ("sans-serif", 14),
         )))?;
     }
     root.present()?;
     Ok(())
+}
+
+/// A server's name as the README's table heads its column, so that the
+/// chart beside that table names it alike.
+pub fn table_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Futures => "gotham",
+        Kind::BareHyper => "bare hyper",
+        Kind::Node => "Node.js",
+        Kind::Go => "Go",
+        Kind::ThreadPerRequest => "thread per request",
+        other => other.name(),
+    }
 }
 
 /// The relay table's columns, in order.
