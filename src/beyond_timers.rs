@@ -15,12 +15,16 @@
 //! - `blocking_call_on_the_blocking_pool` is the way out: hand the call to
 //!   `tokio::task::spawn_blocking`, which runs it on a thread of tokio's
 //!   blocking pool and gives back a future of its result.
+//! - `cpu_work_in_turns` is the way for work that keeps a CPU busy: the
+//!   blocking pool, but only as many calls at once as there are cores.
 //!
 //! The blocking call is passed in as a function so that the tests can make
 //! one whose end they decide.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
+use std::sync::OnceLock;
 
 use futures::FutureExt;
 use gotham::handler::HandlerFuture;
@@ -29,6 +33,7 @@ use gotham::hyper::StatusCode;
 use gotham::state::State;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 /// Asks the server at `upstream` for one line and answers with it; a 502
 /// if it cannot be reached or hangs up without a line.
@@ -82,7 +87,7 @@ pub(crate) fn blocking_call_on_a_worker(
 /// - it is not endless: the pool has at most 512 threads by default
 ///   (`tokio::runtime::Builder::max_blocking_threads`); calls beyond that
 ///   queue for a free one. Work that keeps a CPU busy gains nothing from
-///   more threads than cores; give it a pool sized to the cores instead.
+///   more threads than cores: `cpu_work_in_turns` gives it one per core.
 pub(crate) fn blocking_call_on_the_blocking_pool(
     state: State,
     blocking_call: fn() -> String,
@@ -94,6 +99,55 @@ pub(crate) fn blocking_call_on_the_blocking_pool(
             Err(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the blocking call failed\n".to_string(),
+            ),
+        };
+        let response = create_response(&state, status, mime::TEXT_PLAIN, body);
+        Ok((state, response))
+    }
+    .boxed()
+}
+
+/// One turn per core, for the whole program.
+pub(crate) fn cpu_turns() -> &'static Semaphore {
+    static TURNS: OnceLock<Semaphore> = OnceLock::new();
+    TURNS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        Semaphore::new(cores)
+    })
+}
+
+/// CPU-heavy work (`work`: hashing a password, resizing an image) on the
+/// blocking pool, at most one call per turn of `turns` at once.
+///
+/// Why turns, and not more threads: two cores finish four such calls no
+/// sooner on four threads than on two, and each thread costs a stack. A
+/// call past the turns waits as this future, a few hundred bytes, with the
+/// worker free; and a client that hangs up while it waits drops it before
+/// its work starts. The turn goes with the work onto its thread and comes
+/// back when the work ends, even if nobody waits for the answer any more.
+/// (rayon's pool, one thread per core, would bound the threads too, but it
+/// queues every call it is given and cannot drop one whose client left.)
+pub(crate) fn cpu_work_in_turns(
+    state: State,
+    turns: &'static Semaphore,
+    work: fn() -> String,
+) -> Pin<Box<HandlerFuture>> {
+    async move {
+        let done = match turns.acquire().await {
+            Ok(turn) => tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                work()
+            })
+            .await
+            .ok(),
+            // Only a closed semaphore refuses a turn, and nothing closes it.
+            Err(_) => None,
+        };
+        let (status, body) = match done {
+            Some(body) => (StatusCode::OK, body),
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the CPU-heavy call failed\n".to_string(),
             ),
         };
         let response = create_response(&state, status, mime::TEXT_PLAIN, body);

@@ -5,6 +5,8 @@
 //! the blocking call or the upstream server may finish.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -14,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 // `super::super`, not `crate`: the benchmark compiles `main.rs` as a module.
 use super::super::beyond_timers::{
-    ask_upstream, blocking_call_on_a_worker, blocking_call_on_the_blocking_pool,
+    ask_upstream, blocking_call_on_a_worker, blocking_call_on_the_blocking_pool, cpu_turns,
+    cpu_work_in_turns,
 };
 use super::super::serve::{serve_with, GothamService, Limits};
 use super::super::{sleep_handler, QueryStringExtractor};
@@ -62,6 +65,20 @@ impl Gate {
 
 static WORKER_GATE: Gate = Gate::new();
 static POOL_GATE: Gate = Gate::new();
+static CPU_GATE: Gate = Gate::new();
+/// How many CPU-heavy calls run now, and the most that ever ran at once.
+static CPU_CALLS: AtomicUsize = AtomicUsize::new(0);
+static MOST_CPU_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// A CPU-heavy call as the handler sees it: it holds its thread until the
+/// test opens `CPU_GATE`, and counts how many such calls run together.
+fn cpu_call() -> String {
+    let running = CPU_CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST_CPU_CALLS.fetch_max(running, Ordering::SeqCst);
+    let body = CPU_GATE.wait();
+    CPU_CALLS.fetch_sub(1, Ordering::SeqCst);
+    body
+}
 
 /// Serves `/sleep` beside the handlers under test on a runtime of one
 /// worker thread, its own.
@@ -80,6 +97,9 @@ fn serve_on_one_worker(upstream: SocketAddr) -> SocketAddr {
         route
             .get("/on-the-blocking-pool")
             .to(|state| blocking_call_on_the_blocking_pool(state, || POOL_GATE.wait()));
+        route
+            .get("/cpu")
+            .to(|state| cpu_work_in_turns(state, cpu_turns(), cpu_call));
     });
     // Bound here, served there: a runtime cannot be started from inside
     // the test's own.
@@ -183,6 +203,51 @@ async fn a_blocking_call_on_the_blocking_pool_leaves_the_worker_free() {
     assert_eq!(
         blocking.await.expect("the blocking request"),
         (200, "the blocking call is done\n".to_string())
+    );
+}
+
+#[tokio::test]
+async fn cpu_heavy_calls_run_one_per_core_at_most_and_leave_the_worker_free() {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let addr = serve_on_one_worker(nowhere().await);
+    let calls: Vec<_> = (0..cores + 2)
+        .map(|_| tokio::spawn(get_raw(addr, "/cpu")))
+        .collect();
+    let patience = std::time::Instant::now() + PATIENCE;
+    while CPU_CALLS.load(Ordering::SeqCst) < cores {
+        assert!(
+            std::time::Instant::now() < patience,
+            "{} of {cores} CPU-heavy calls began",
+            CPU_CALLS.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let quick = tokio::time::timeout(PATIENCE, get_raw(addr, "/sleep?seconds=0")).await;
+    assert_eq!(
+        quick.ok(),
+        Some((200, "slept for 0 seconds\n".to_string())),
+        "a zero-second sleep was not answered while every core's turn was taken"
+    );
+    // The two calls past the turns must still be waiting for one.
+    tokio::time::sleep(STUCK_FOR).await;
+    assert_eq!(
+        MOST_CPU_CALLS.load(Ordering::SeqCst),
+        cores,
+        "calls at once"
+    );
+
+    CPU_GATE.open();
+    for call in calls {
+        assert_eq!(
+            call.await.expect("a CPU-heavy request"),
+            (200, "the blocking call is done\n".to_string())
+        );
+    }
+    assert_eq!(
+        MOST_CPU_CALLS.load(Ordering::SeqCst),
+        cores,
+        "calls at once"
     );
 }
 
