@@ -8,3 +8,29 @@
 //! programs take in, bound and stop their connections the same way.
 
 pub mod serve;
+
+// `cargo test` compiles and runs the Rust blocks of every page as doctests
+// of these items, one for each page (`tests/docs` fails on a page missing
+// here). They exist only for rustdoc's tests, so the library's own
+// documentation stays its own.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct Readme;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/exercises.md")]
+pub struct Exercises;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/futures_vs_threads.md")]
+pub struct FuturesVsThreads;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/questions.md")]
+pub struct Questions;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/relay.md")]
+pub struct Relay;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/serving.md")]
+pub struct Serving;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/testing.md")]
+pub struct Testing;

@@ -1,4 +1,4 @@
-//! The relay (`examples/relay.rs`) with real servers on both ends: its
+//! The relay (`examples/relay/main.rs`) with real servers on both ends: its
 //! router on the shared serve loop, in this process, and as its upstream the
 //! real example binary, or a stand-in that misbehaves on purpose. Real time
 //! throughout: a paused clock would jump to the relay's deadline while the

@@ -1,0 +1,81 @@
+//! The pages say what is. What changed when belongs in git's log: a page
+//! that names a commit, or says how things were, goes stale the day it is
+//! written and tells a learner nothing about the code in front of them.
+
+use crate::pages;
+
+/// Phrases that date a sentence (compared without case).
+const DATED: [&str; 3] = ["as it was at", "before the fix", "used to"];
+
+/// A commit hash written in backticks: 7 to 40 hexadecimal digits, not all
+/// of them decimal (a number in backticks is a number).
+fn is_commit_hash(quoted: &str) -> bool {
+    (7..=40).contains(&quoted.len())
+        && quoted
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && !quoted.chars().all(|c| c.is_ascii_digit())
+}
+
+/// What is wrong with one line of a page, if anything.
+fn history_in(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, quoted) in line.split('`').enumerate() {
+        if at % 2 == 1 && is_commit_hash(quoted) {
+            found.push(format!("the commit `{quoted}`"));
+        }
+    }
+    let lower = line.to_lowercase();
+    for phrase in DATED {
+        if lower.contains(phrase) {
+            found.push(format!("\"{phrase}\""));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_page_names_a_commit_or_says_how_things_used_to_be() {
+    let mut wrong = Vec::new();
+    let mut lines = 0;
+    for page in pages::all() {
+        let text = pages::read(&page);
+        let all: Vec<&str> = text.lines().collect();
+        for (index, line) in all.iter().enumerate() {
+            lines += 1;
+            // A phrase may break across two lines of a paragraph; what the
+            // next line holds by itself is that line's to report.
+            let next = all.get(index + 1).copied().unwrap_or("");
+            let (own, in_next) = (history_in(line), history_in(next));
+            let found: Vec<String> = history_in(&format!("{line} {}", next.trim_start()))
+                .into_iter()
+                .filter(|what| own.contains(what) || !in_next.contains(what))
+                .collect();
+            if !found.is_empty() {
+                wrong.push(format!(
+                    "{page} line {}: {}: say the rule, why, and what was measured with the \
+                     command; what changed when is git's log",
+                    index + 1,
+                    found.join(", ")
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    println!(
+        "{lines} lines of {} pages tell no history",
+        pages::all().len()
+    );
+}
+
+#[test]
+fn commits_and_dated_phrases_are_told_from_numbers_and_plain_words() {
+    assert_eq!(history_in("lost at `5b8616a`"), ["the commit `5b8616a`"]);
+    assert_eq!(
+        history_in("The rule As it was at noon"),
+        ["\"as it was at\""]
+    );
+    assert!(history_in("seconds from 0 to `18446744073709551615`").is_empty());
+    assert!(history_in("the `Box<dyn Future>` and `deadline`").is_empty());
+    assert!(history_in("the serve loop uses a timer").is_empty());
+}
