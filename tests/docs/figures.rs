@@ -35,11 +35,9 @@ impl Csv {
             .lines()
             .map(|line| line.split(',').map(str::to_string).collect::<Vec<String>>());
         let header = lines.next().unwrap_or_default();
-        Csv {
-            path,
-            header,
-            rows: lines.collect(),
-        }
+        // Every row has the server and N first; a shorter one is no row.
+        let rows = lines.filter(|row| row.len() > 2).collect();
+        Csv { path, header, rows }
     }
 
     /// A cell as a number (`a + b` is added up: CPU time is user + sys).
