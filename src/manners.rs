@@ -39,11 +39,11 @@ use gotham::helpers::http::response::create_response;
 use gotham::helpers::http::Body;
 use gotham::hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use gotham::hyper::{Method, Response, StatusCode, Uri};
-use mime::Mime;
 use gotham::pipeline::PipelineHandleChain;
 use gotham::router::builder::RouterBuilder;
 use gotham::router::response::ResponseExtender;
 use gotham::state::{FromState, State};
+use mime::Mime;
 
 /// gotham's `create_response`, and for a `HEAD` the `content-length` the
 /// `GET` would have had.

@@ -344,7 +344,11 @@ async fn a_405_names_the_method_and_the_methods_allowed_and_keeps_allow() {
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         for (path, asked) in [("/sleep?seconds=1", "/sleep"), ("/loop", "/loop")] {
             let answer = send(&server, method, path).await;
-            assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(
+                answer.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
             assert_eq!(answer.allow, ["GET", "HEAD"], "{method} {path}");
             assert_eq!(answer.content_type.as_deref(), Some("text/plain"));
             assert_eq!(
@@ -399,7 +403,10 @@ async fn router_and_router_with_serve_the_same_routes() {
         let expected = send(&shipped, method, path).await;
         let answer = send(&rebuilt, method, path).await;
         assert_eq!(answer.status, expected.status, "{method} {path}");
-        assert_eq!(answer.content_length, expected.content_length, "{method} {path}");
+        assert_eq!(
+            answer.content_length, expected.content_length,
+            "{method} {path}"
+        );
         assert_eq!(answer.body, expected.body, "{method} {path}");
     }
 }

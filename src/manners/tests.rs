@@ -10,16 +10,28 @@ use gotham::router::Router;
 
 /// A handler's own 404, as a database lesson's "no such row" would be.
 fn no_such_row(state: State) -> (State, Response<Body>) {
-    let answer = response(&state, StatusCode::NOT_FOUND, mime::TEXT_PLAIN, "no such row\n");
+    let answer = response(
+        &state,
+        StatusCode::NOT_FOUND,
+        mime::TEXT_PLAIN,
+        "no such row\n",
+    );
     (state, answer)
 }
 
 /// A handler whose 404 has nothing to say, not even a `content-type`.
 fn bare_not_found(state: State) -> (State, Response<Body>) {
-    let answer = gotham::helpers::http::response::create_empty_response(
-        &state,
-        StatusCode::NOT_FOUND,
-    );
+    let answer =
+        gotham::helpers::http::response::create_empty_response(&state, StatusCode::NOT_FOUND);
+    (state, answer)
+}
+
+/// A handler's 404 with words but no `content-type`.
+fn words_without_a_type(state: State) -> (State, Response<Body>) {
+    use gotham::handler::IntoBody;
+    let mut answer =
+        gotham::helpers::http::response::create_empty_response(&state, StatusCode::NOT_FOUND);
+    *answer.body_mut() = "gone\n".into_body();
     (state, answer)
 }
 
@@ -28,6 +40,7 @@ fn router() -> Router {
         explain_404_and_405(route, &["/rows", "/bare", "/three"]);
         route.get_or_head("/rows").to(no_such_row);
         route.get("/bare").to(bare_not_found);
+        route.get("/words").to(words_without_a_type);
         route
             .request(vec![Method::PUT, Method::GET, Method::DELETE], "/three")
             .to(no_such_row);
@@ -65,6 +78,9 @@ async fn a_404_a_handler_made_with_words_of_its_own_keeps_them() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(head_length, length);
     assert_eq!(head_body, "");
+    let (status, _, body) = ask("GET", "/words").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, "gone\n");
 }
 
 #[tokio::test]
