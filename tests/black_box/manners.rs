@@ -76,13 +76,8 @@ async fn assert_head_is_get_without_the_body(addr: SocketAddr, path: &str) {
 #[tokio::test]
 async fn head_on_the_example_sends_gets_headers_and_not_one_body_byte() {
     let server = Server::start();
-    for path in [
-        "/sleep?seconds=0",
-        "/loop?seconds=1",
-        "/loop?seconds=0",
-        "/sleep?seconds=-1",
-        "/sleeep?seconds=1",
-    ] {
+    // `/loop` is compared in-process (`src/tests.rs`), on the paused clock.
+    for path in ["/sleep?seconds=0", "/sleep?seconds=-1", "/sleeep?seconds=1"] {
         assert_head_is_get_without_the_body(server.addr, path).await;
     }
     let get = ask(server.addr, "GET", "/sleep?seconds=0").await;
