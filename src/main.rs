@@ -207,8 +207,9 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
 /// `curl -I` and health checks send it. The handler runs as for a `GET`, so
 /// a `HEAD` prints the same lines and waits as long; only the body is left
 /// out (`manners::response` keeps its `content-length`). A path or method
-/// the router does not serve gets a 404 or 405 with a line saying why
-/// (`manners::explain_404_and_405`).
+/// the router does not serve gets a 404 or 405 with a line saying why: the
+/// router makes those answers itself, and a response extender registered
+/// for each status fills in the line (`manners::explain_404_and_405`).
 ///
 /// Kept apart from `main` so that tests can serve it without a real address.
 /// (This and the other `pub(crate)` items are also used by the benchmark,
