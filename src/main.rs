@@ -6,6 +6,10 @@
 //! - `GET /loop?seconds=N` waits one second, N times in a row, adds a line
 //!   to the body after each wait, and sends the lines together at the end.
 //!
+//! Each also answers `HEAD` (`curl -I`) with the headers its `GET` would
+//! get and no body; the handler runs all the same, so a `HEAD` on
+//! `/sleep?seconds=N` waits N seconds too (`router`).
+//!
 //! Neither handler waits itself. Each one returns a *future*: a value that
 //! describes work still to do, "once this timer fires, build the response".
 //! The serve loop runs one tokio *task* per connection; a worker thread
@@ -44,7 +48,6 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 use gotham::handler::HandlerFuture;
-use gotham::helpers::http::response::create_response;
 use gotham::helpers::http::Body;
 use gotham::hyper::{Response, StatusCode};
 use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
@@ -54,7 +57,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
-use gotham_examples_handlers_simple_async_handlers::serve;
+use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 #[cfg(test)]
 mod beyond_timers;
@@ -70,6 +73,9 @@ const DEFAULT_ADDR: &str = "127.0.0.1:7878";
 /// parse, so this one sentence has to cover every way of getting it wrong.
 const BAD_SECONDS_MESSAGE: &str = "the query string needs `seconds`, given once, as a whole \
 number of seconds from 0 to 18446744073709551615, for example ?seconds=5\n";
+
+/// The paths `router` serves, which a 404 lists.
+pub(crate) const PATHS: &[&str] = &["/sleep", "/loop"];
 
 /// The query string both routes take, such as `?seconds=5`.
 ///
@@ -91,9 +97,10 @@ impl StaticResponseExtender for QueryStringExtractor {
     type ResBody = Body;
 
     fn extend(state: &mut State, response: &mut Response<Body>) {
-        // A new response replaces gotham's empty one: `create_response` sets
-        // the same `x-request-id` header, and a `content-type` for the body.
-        *response = create_response(
+        // A new response replaces gotham's empty one: `manners::response`,
+        // like gotham's `create_response`, sets the same `x-request-id`
+        // header, and a `content-type` for the body.
+        *response = manners::response(
             state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -157,7 +164,7 @@ pub(crate) fn sleep_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
     // cancelled, the closure never runs, and "finished" is never printed.
     sleep_for(seconds)
         .map(move |body| {
-            let response = create_response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
+            let response = manners::response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
             println!("sleep for {seconds} seconds once: finished");
             Ok((state, response))
         })
@@ -186,7 +193,7 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
             })
         })
         .map(move |body| {
-            let response = create_response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
+            let response = manners::response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
             println!("sleep for one second {seconds} times: finished");
             Ok((state, response))
         })
@@ -196,17 +203,27 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
 /// The two routes, served by the handlers above, each reading its query
 /// string into `QueryStringExtractor` before the handler runs.
 ///
+/// Upstream's example routes `GET` only. `get_or_head` routes `HEAD` to
+/// the same handler too, as HTTP asks of a server (RFC 9110, section 9.1):
+/// `curl -I` and health checks send it. The handler runs as for a `GET`, so
+/// a `HEAD` prints the same lines and waits as long; only the body is left
+/// out (`manners::response` keeps its `content-length`). A path or method
+/// the router does not serve gets a 404 or 405 with a line saying why: the
+/// router makes those answers itself, and a response extender registered
+/// for each status fills in the line (`manners::explain_404_and_405`).
+///
 /// Kept apart from `main` so that tests can serve it without a real address.
 /// (This and the other `pub(crate)` items are also used by the benchmark,
 /// which compiles this file into itself to measure it.)
 pub(crate) fn router() -> Router {
     build_simple_router(|route| {
+        manners::explain_404_and_405(route, PATHS);
         route
-            .get("/sleep")
+            .get_or_head("/sleep")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(sleep_handler);
         route
-            .get("/loop")
+            .get_or_head("/loop")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(loop_handler);
     })

@@ -14,7 +14,7 @@
 
 use super::*;
 use gotham::helpers::http::header::X_REQUEST_ID;
-use gotham::hyper::header::CONTENT_TYPE;
+use gotham::hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use gotham::plain::test::AsyncTestServer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
@@ -24,6 +24,9 @@ use tokio::time::Instant;
 struct Answer {
     status: StatusCode,
     content_type: Option<String>,
+    content_length: Option<String>,
+    /// The `allow` header's values, in order.
+    allow: Vec<String>,
     has_request_id: bool,
     body: String,
     /// How far tokio's clock moved while the request was in flight.
@@ -45,12 +48,13 @@ type HandlerFn = fn(State) -> Pin<Box<HandlerFuture>>;
 /// `router_and_router_with_serve_the_same_routes` checks the two agree.)
 fn router_with(sleep: HandlerFn, sleep_in_a_loop: HandlerFn) -> Router {
     build_simple_router(|route| {
+        manners::explain_404_and_405(route, PATHS);
         route
-            .get("/sleep")
+            .get_or_head("/sleep")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(sleep);
         route
-            .get("/loop")
+            .get_or_head("/loop")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(sleep_in_a_loop);
     })
@@ -83,10 +87,12 @@ async fn send(server: &AsyncTestServer, method: &str, path_and_query: &str) -> A
         .await
         .unwrap_or_else(|error| panic!("{method} {uri} failed: {error:#}"));
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|value| value.to_str().expect("ASCII content-type").to_string());
+    let text = |value: &gotham::hyper::header::HeaderValue| {
+        value.to_str().expect("an ASCII header").to_string()
+    };
+    let content_type = response.headers().get(CONTENT_TYPE).map(text);
+    let content_length = response.headers().get(CONTENT_LENGTH).map(text);
+    let allow = response.headers().get_all(ALLOW).iter().map(text).collect();
     let has_request_id = response.headers().contains_key(X_REQUEST_ID);
     let body = response
         .read_utf8_body()
@@ -95,6 +101,8 @@ async fn send(server: &AsyncTestServer, method: &str, path_and_query: &str) -> A
     Answer {
         status,
         content_type,
+        content_length,
+        allow,
         has_request_id,
         body,
         virtual_time: started_virtual.elapsed(),
@@ -257,6 +265,100 @@ async fn other_methods_are_not_allowed() {
     }
 }
 
+/// Requests whose `HEAD` is checked against their `GET`: answered, refused
+/// for their query string, and not found.
+const HEAD_AND_GET: [&str; 8] = [
+    "/sleep?seconds=0",
+    "/sleep?seconds=2",
+    "/loop?seconds=3",
+    "/loop?seconds=0",
+    "/sleep?seconds=abc",
+    "/loop",
+    "/sleeep?seconds=1",
+    "/",
+];
+
+#[tokio::test(start_paused = true)]
+async fn head_gets_the_status_and_headers_of_get_and_no_body() {
+    for (style, server) in [
+        ("combinators", server().await),
+        ("async/await", server_of(with_await_router()).await),
+    ] {
+        for path in HEAD_AND_GET {
+            let get = send(&server, "GET", path).await;
+            let head = send(&server, "HEAD", path).await;
+            let what = format!("{style}: HEAD {path}");
+            assert_eq!(head.status, get.status, "{what}");
+            assert_eq!(head.content_type, get.content_type, "{what}");
+            assert!(head.has_request_id, "{what}");
+            // The GET's own length is right, and the HEAD tells the same.
+            let body_length = get.body.len().to_string();
+            assert_eq!(get.content_length.as_deref(), Some(&*body_length), "{what}");
+            assert_eq!(head.content_length, get.content_length, "{what}");
+            assert_eq!(head.body, "", "{what}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn head_runs_the_handler_so_it_waits_as_long_as_get() {
+    let server = server().await;
+    let sleep = send(&server, "HEAD", "/sleep?seconds=5").await;
+    assert_eq!(sleep.status, StatusCode::OK);
+    assert_eq!(sleep.virtual_time, Duration::from_secs(5));
+    let sleep_in_a_loop = send(&server, "HEAD", "/loop?seconds=3").await;
+    assert_eq!(sleep_in_a_loop.status, StatusCode::OK);
+    assert_eq!(sleep_in_a_loop.virtual_time, Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_404_names_the_path_asked_for_and_the_paths_there_are() {
+    let server = server().await;
+    for (path, asked) in [
+        ("/sleeep?seconds=1", "/sleeep"),
+        ("/", "/"),
+        ("/loop/extra?seconds=1", "/loop/extra"),
+    ] {
+        let answer = send(&server, "GET", path).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.content_type.as_deref(), Some("text/plain"), "{path}");
+        assert_eq!(
+            answer.body,
+            format!("there is nothing at {asked}: the paths here are /sleep and /loop\n"),
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_path_a_404_lists_is_served() {
+    let server = server().await;
+    for path in PATHS {
+        let answer = send(&server, "GET", &format!("{path}?seconds=0")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_405_names_the_method_and_the_methods_allowed_and_keeps_allow() {
+    let server = server().await;
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        for (path, asked) in [("/sleep?seconds=1", "/sleep"), ("/loop", "/loop")] {
+            let answer = send(&server, method, path).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(answer.allow, ["GET", "HEAD"], "{method} {path}");
+            assert_eq!(answer.content_type.as_deref(), Some("text/plain"));
+            assert_eq!(
+                answer.body,
+                format!("{method} is not allowed on {asked}: it takes GET or HEAD\n"),
+            );
+        }
+    }
+}
+
 /// The requests the two versions of the handlers are compared on.
 const COMPARED: [&str; 7] = [
     "/sleep?seconds=5",
@@ -294,11 +396,17 @@ async fn router_and_router_with_serve_the_same_routes() {
         ("GET", "/"),
         ("GET", "/sleep/1"),
         ("POST", "/loop?seconds=1"),
+        ("HEAD", "/sleep?seconds=1"),
+        ("HEAD", "/loop?seconds=1"),
     ]);
     for (method, path) in requests {
         let expected = send(&shipped, method, path).await;
         let answer = send(&rebuilt, method, path).await;
         assert_eq!(answer.status, expected.status, "{method} {path}");
+        assert_eq!(
+            answer.content_length, expected.content_length,
+            "{method} {path}"
+        );
         assert_eq!(answer.body, expected.body, "{method} {path}");
     }
 }

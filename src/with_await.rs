@@ -17,11 +17,10 @@ use std::pin::Pin;
 
 use futures::FutureExt;
 use gotham::handler::HandlerFuture;
-use gotham::helpers::http::response::create_response;
 use gotham::hyper::StatusCode;
 use gotham::state::{FromState, State};
 
-use super::{sleep_for, QueryStringExtractor};
+use super::{manners, sleep_for, QueryStringExtractor};
 
 /// `GET /sleep?seconds=N`, awaiting the sleep.
 pub(crate) fn sleep_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
@@ -30,7 +29,7 @@ pub(crate) fn sleep_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
 
     async move {
         let body = sleep_for(seconds).await;
-        let response = create_response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
+        let response = manners::response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
         println!("sleep for {seconds} seconds once: finished");
         Ok((state, response))
     }
@@ -48,7 +47,7 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
         for _ in 0..seconds {
             body.extend(sleep_for(1).await);
         }
-        let response = create_response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
+        let response = manners::response(&state, StatusCode::OK, mime::TEXT_PLAIN, body);
         println!("sleep for one second {seconds} times: finished");
         Ok((state, response))
     }

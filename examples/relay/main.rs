@@ -46,8 +46,9 @@
 //!   close those connections, so the upstream drops *its* handlers' futures.
 //!
 //! Arguments: `[LISTEN [UPSTREAM]]`, both HOST:PORT, by default
-//! `127.0.0.1:7879` and `127.0.0.1:7878`. The rest (query rules, `Listening`
-//! line, Ctrl-C) is as in `main.rs`. docs/relay.md has a walk through it.
+//! `127.0.0.1:7879` and `127.0.0.1:7878`. The rest (query rules, `HEAD`,
+//! 404 and 405, `Listening` line, Ctrl-C) is as in `main.rs`. docs/relay.md
+//! has a walk through it.
 
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -57,7 +58,6 @@ use futures::future::try_join_all;
 use futures::FutureExt;
 use gotham::bytes::Bytes;
 use gotham::handler::HandlerFuture;
-use gotham::helpers::http::response::create_response;
 use gotham::helpers::http::Body;
 use gotham::hyper::{Response, StatusCode};
 use gotham::middleware::state::StateMiddleware;
@@ -69,7 +69,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
-use gotham_examples_handlers_simple_async_handlers::serve;
+use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod upstream;
 
@@ -85,6 +85,9 @@ const DEADLINE: Duration = Duration::from_secs(10);
 /// The most requests one `/series` or `/parallel` may make: enough to see
 /// the difference, and a client cannot ask for a million with one request.
 const MOST_TIMES: u64 = 10;
+
+/// The paths `router` serves, which a 404 lists.
+pub const PATHS: &[&str] = &["/relay", "/series", "/parallel"];
 
 /// The same rules and the same words as `main.rs`'s 400; a test compares
 /// the two programs' answers byte for byte.
@@ -107,7 +110,7 @@ impl StaticResponseExtender for QueryStringExtractor {
     type ResBody = Body;
 
     fn extend(state: &mut State, response: &mut Response<Body>) {
-        *response = create_response(
+        *response = manners::response(
             state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -128,7 +131,7 @@ impl StaticResponseExtender for TimesQueryExtractor {
     type ResBody = Body;
 
     fn extend(state: &mut State, response: &mut Response<Body>) {
-        *response = create_response(
+        *response = manners::response(
             state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -262,7 +265,7 @@ fn seconds_and_times(state: &mut State) -> Option<(u64, u64)> {
 
 /// The 400 for a `times` that serde took but the rules do not.
 fn bad_times(state: State) -> Pin<Box<HandlerFuture>> {
-    let response = create_response(
+    let response = manners::response(
         &state,
         StatusCode::BAD_REQUEST,
         mime::TEXT_PLAIN,
@@ -278,7 +281,7 @@ fn respond(state: State, what: &str, answer: Result<Bytes, Failure>) -> (State, 
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => (failure.status, Bytes::from(failure.line + "\n")),
     };
-    let response = create_response(&state, status, mime::TEXT_PLAIN, body);
+    let response = manners::response(&state, status, mime::TEXT_PLAIN, body);
     if status == StatusCode::OK {
         println!("{what}: finished");
     } else {
@@ -298,6 +301,11 @@ fn respond(state: State, what: &str, answer: Result<Bytes, Failure>) -> (State, 
 /// turn (`single_middleware(m)` is short for a pipeline of just `m`).
 /// (Not globals: a test can make a router with an upstream and turns of its
 /// own, and two routers in one process never share them.)
+///
+/// As in `main.rs`, each route answers `HEAD` too (`get_or_head`), which
+/// upstream's example does not: the handler runs and asks the upstream
+/// with a `GET`, and the client gets the headers without the body. A 404
+/// or 405 gets a line saying why (`manners`).
 pub fn router(upstream: Upstream, turns: Turns) -> Router {
     let pipeline = new_pipeline()
         .add(StateMiddleware::new(upstream))
@@ -305,16 +313,17 @@ pub fn router(upstream: Upstream, turns: Turns) -> Router {
         .build();
     let (chain, pipelines) = single_pipeline(pipeline);
     build_router(chain, pipelines, |route| {
+        manners::explain_404_and_405(route, PATHS);
         route
-            .get("/relay")
+            .get_or_head("/relay")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(relay_handler);
         route
-            .get("/series")
+            .get_or_head("/series")
             .with_query_string_extractor::<TimesQueryExtractor>()
             .to(series_handler);
         route
-            .get("/parallel")
+            .get_or_head("/parallel")
             .with_query_string_extractor::<TimesQueryExtractor>()
             .to(parallel_handler);
     })
