@@ -8,15 +8,32 @@
 //! The limits differ from the defaults, to show that the ones passed in are
 //! the ones obeyed.
 
+use super::accept_loop::{belongs_to_one_connection, shedding_report};
+use super::connection::{has_unread_bytes, serve_connection};
+use super::idle::{IdleConnections, IdlePlace, Tracked};
 use super::*;
 use futures::channel::mpsc;
+use futures::future::FutureExt;
 use gotham::bytes::Bytes;
 use gotham::http_body_util::{BodyExt, Empty};
+use gotham::hyper::body::Incoming;
 use gotham::hyper::client::conn::http1 as client;
 use gotham::hyper::header::HeaderValue;
+use gotham::hyper::server::conn::http1;
+use gotham::hyper::{Request, Response, Uri};
+use gotham::hyper_util::rt::{TokioIo, TokioTimer};
+use gotham::router::Router;
+use gotham::state::State;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
