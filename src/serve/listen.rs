@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use super::accept_loop::serve_with;
 use super::connection::GothamService;
+use super::handed_over;
 use super::stop::stop_signals;
 
 /// How long the server waits for clients, and for itself when it stops.
@@ -73,27 +74,40 @@ pub enum Stopped {
 /// Binds `requested`, says where it listens, and serves `router` there
 /// until Ctrl-C or SIGTERM: what each program's `main` does.
 ///
+/// Started by a service manager with a listening socket handed over
+/// (`handed_over.rs`), it serves that socket instead, and `requested` goes
+/// unused: the socket was bound by whoever configured the service.
+///
 /// The order matters. The socket is bound before anything is printed, so
 /// `Listening` appears only once the server really listens, and shows the
 /// port the system chose when asked for port 0. The signal handlers are in
 /// place before that line: whoever sees it may press Ctrl-C at once, and
 /// should get a graceful shutdown, not the default sudden death.
 ///
-/// An address that cannot be used gets one line on stderr and exit status
-/// 1; a second Ctrl-C during the grace period, 130 (128 + SIGINT, what a
+/// An address that cannot be used, or variables that name no usable
+/// socket, get one line on stderr and exit status 1; a second Ctrl-C during the grace period, 130 (128 + SIGINT, what a
 /// shell reports for a program ended by Ctrl-C).
 pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
-    let listener = match bind(requested).await {
-        Ok(listener) => listener,
+    let (listener, source) = match handed_over::take_listener() {
+        Ok(Some(listener)) => (listener, "the socket handed over"),
+        Ok(None) => match bind(requested).await {
+            Ok(listener) => (listener, requested),
+            Err(reason) => {
+                eprintln!("error: cannot listen on {requested}: {reason}");
+                return ExitCode::FAILURE;
+            }
+        },
         Err(reason) => {
-            eprintln!("error: cannot listen on {requested}: {reason}");
+            eprintln!(
+                "error: cannot serve the socket handed over by the service manager: {reason}"
+            );
             return ExitCode::FAILURE;
         }
     };
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
         Err(reason) => {
-            eprintln!("error: cannot tell which address {requested} was bound to: {reason}");
+            eprintln!("error: cannot tell which address {source} is bound to: {reason}");
             return ExitCode::FAILURE;
         }
     };

@@ -37,6 +37,8 @@
 //! One file a concern, in the order a connection meets them:
 //!
 //! - `listen.rs`: binding the address, `listen_and_serve` and `Limits`;
+//! - `handed_over.rs`: taking the listening socket from a service manager
+//!   instead, so that a restart refuses nobody;
 //! - `accept_loop.rs`: accepting connections, what to do when `accept()`
 //!   fails, and the shutdown that ends the loop;
 //! - `connection.rs`: one connection's life, from its accepting to its
@@ -47,6 +49,7 @@
 
 mod accept_loop;
 mod connection;
+mod handed_over;
 mod idle;
 mod listen;
 mod stop;

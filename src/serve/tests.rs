@@ -10,6 +10,7 @@
 
 use super::accept_loop::{belongs_to_one_connection, shedding_report};
 use super::connection::{has_unread_bytes, serve_connection};
+use super::handed_over;
 use super::idle::{IdleConnections, IdlePlace, Tracked};
 use super::*;
 use futures::channel::mpsc;
@@ -823,4 +824,99 @@ fn the_shedding_line_counts_what_closed_and_nothing_when_nothing_did() {
     assert!(line.contains("closed 3 idle connections,"), "{line}");
     // Counted afresh after each line.
     assert_eq!(shedding_report(&idle), None);
+}
+
+#[test]
+fn the_listen_variables_are_read_as_systemd_means_them() {
+    use handed_over::{read_variables, Variables};
+    use std::ffi::OsStr;
+
+    const THIS: u32 = 4242;
+    let read = |pid: Option<&str>, fds: Option<&str>| {
+        read_variables(pid.map(OsStr::new), fds.map(OsStr::new), THIS)
+    };
+    assert_eq!(read(None, None), Ok(Variables::Absent));
+    // Without LISTEN_FDS, nothing was handed over, whatever LISTEN_PID says.
+    assert_eq!(read(Some("4242"), None), Ok(Variables::Absent));
+    assert_eq!(read(Some("4242"), Some("1")), Ok(Variables::OneSocket));
+    // systemfd --no-pid: no LISTEN_PID, or an empty one.
+    assert_eq!(read(None, Some("1")), Ok(Variables::OneSocket));
+    assert_eq!(read(Some(""), Some("1")), Ok(Variables::OneSocket));
+    // Meant for another process: ignored, even a count that makes no sense.
+    let for_another = Ok(Variables::ForAnother {
+        named: 4243,
+        this: THIS,
+    });
+    assert_eq!(read(Some("4243"), Some("1")), for_another);
+    assert_eq!(read(Some("4243"), Some("many")), for_another);
+
+    for (pid, fds, named) in [
+        (Some("4242"), "many", "LISTEN_FDS"),
+        (Some("4242"), "", "LISTEN_FDS"),
+        (Some("4242"), "-1", "LISTEN_FDS"),
+        (None, "1.0", "LISTEN_FDS"),
+        (Some("4242"), "0", "LISTEN_FDS"),
+        (Some("4242"), "2", "LISTEN_FDS"),
+        (Some("me"), "1", "LISTEN_PID"),
+        (Some("-4242"), "1", "LISTEN_PID"),
+    ] {
+        let reason = read(pid, Some(fds)).expect_err("no usable socket");
+        assert!(
+            reason.starts_with(named) && !reason.contains('\n'),
+            "LISTEN_PID={pid:?} LISTEN_FDS={fds:?}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_a_listening_tcp_socket_is_taken_as_the_handed_over_one() {
+    use handed_over::check_listening_tcp;
+    use std::os::fd::AsRawFd;
+
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    assert_eq!(check_listening_tcp(listening.as_raw_fd()), Ok(()));
+
+    let bound_only =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    bound_only.bind(&any_port.into()).expect("binds");
+    let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").expect("binds");
+    let path = std::env::temp_dir().join(format!("handed-over-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let local = std::os::unix::net::UnixListener::bind(&path).expect("binds");
+    let file = std::fs::File::open("/dev/null").expect("opens");
+    for (fd, expected) in [
+        (
+            bound_only.as_raw_fd(),
+            "is a TCP socket that does not listen",
+        ),
+        (datagrams.as_raw_fd(), "is not a TCP socket"),
+        (local.as_raw_fd(), "is not a TCP socket"),
+        (file.as_raw_fd(), "is not a socket"),
+        // Far above any descriptor this test process opens.
+        (1_000_000, "is not open: Bad file descriptor (os error 9)"),
+    ] {
+        let reason = check_listening_tcp(fd).expect_err("not a listening TCP socket");
+        assert!(reason.ends_with(expected), "{reason}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_handed_over_descriptor_is_served_and_has_one_owner() {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    // The only test that takes a descriptor: taking is once per process.
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listening.local_addr().expect("an address");
+    let listener = handed_over::take_descriptor(listening.into_raw_fd()).expect("taken");
+    assert_eq!(listener.local_addr().expect("an address"), addr);
+    let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    connected.expect("connects");
+    accepted.expect("the taken socket accepts");
+
+    let another = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let reason =
+        handed_over::take_descriptor(another.as_raw_fd()).expect_err("a second descriptor taken");
+    assert!(reason.ends_with("was taken already"), "{reason}");
 }
