@@ -102,6 +102,7 @@ where
                         service,
                         place,
                         Instant::now() + limits.header_deadline,
+                        Instant::now() + limits.idle_before_shedding,
                         shutdown_begun.clone(),
                     ));
                 }
@@ -165,7 +166,13 @@ where
         report_shedding(&idle);
     }
 
-    // Closing the listener makes new clients' connects fail at once.
+    // A listener bound by this process was the socket's only descriptor:
+    // closing it closes the socket, so new clients' connects fail at once,
+    // and those waiting in its queue are reset. A listener handed over by
+    // a service manager is this process's copy of the manager's descriptor.
+    // A socket lives until its last descriptor closes, and its queue is the
+    // socket's, so closing this copy leaves both to the manager: clients
+    // waiting, and those still arriving, are accepted by the next process.
     drop(listener);
     let waiting_for = in_flight.load(Ordering::SeqCst);
     println!(

@@ -90,12 +90,20 @@ pub fn detach_head<B>(request: Request<B>) -> Request<B> {
 /// hyper times a request head only from its first read of it, which here is
 /// the first byte, so this task keeps the deadline for the first head
 /// itself: `first_head_deadline`, one header deadline after the accepting.
+///
+/// A connection the server has accepted is served even if shutdown begins
+/// before its request arrives: its client has done nothing wrong, and to
+/// it a connection closed unanswered looks like a crash. So when shutdown
+/// finds it silent, it still gets until `silent_at_shutdown_until` (one
+/// `Limits::idle_before_shedding` after the accepting) to begin a request,
+/// and that request is answered, within the grace period like any other.
 pub(super) async fn serve_connection<S, B>(
     socket: TcpStream,
     http: http1::Builder,
     service: Tracked<S>,
     place: Arc<IdlePlace>,
     first_head_deadline: Instant,
+    silent_at_shutdown_until: Instant,
     mut shutdown_begun: watch::Receiver<bool>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -106,9 +114,9 @@ pub(super) async fn serve_connection<S, B>(
     B::Error: Into<BoxError>,
 {
     let mut first_byte = [0u8; 1];
-    tokio::select! {
+    let shutdown_came_first = tokio::select! {
         sent = socket.peek(&mut first_byte) => match sent {
-            Ok(bytes) if bytes > 0 => {}
+            Ok(bytes) if bytes > 0 => false,
             // Closed before sending anything, or broken.
             _ => return,
         },
@@ -123,8 +131,24 @@ pub(super) async fn serve_connection<S, B>(
                 place.closed_to_make_room();
                 return;
             }
+            false
         }
-        _ = shutdown_begun.wait_for(|begun| *begun) => return,
+        _ = shutdown_begun.wait_for(|begun| *begun) => true,
+    };
+    // A request may be waiting unread, as when shed (above); if not, one
+    // may be on its way: a client sends its request as soon as it has
+    // connected, so one accepted a moment ago has had no time to. A
+    // connection silent for as long as the shedding rule calls idle is in
+    // no hurry, and is closed.
+    if shutdown_came_first && !has_unread_bytes(&socket) {
+        let until = silent_at_shutdown_until.min(first_head_deadline);
+        tokio::select! {
+            sent = socket.peek(&mut first_byte) => match sent {
+                Ok(bytes) if bytes > 0 => {}
+                _ => return,
+            },
+            () = tokio::time::sleep_until(until) => return,
+        }
     }
     // A request is coming: its first byte starts a new idle spell, so the
     // connection cannot be shed before it has had time to send the rest.
@@ -165,9 +189,25 @@ pub(super) async fn serve_connection<S, B>(
                     closing = true;
                 }
             }
-            _ = shutdown_begun.wait_for(|begun| *begun), if !closing => {
+            _ = async {
+                let _ = shutdown_begun.wait_for(|begun| *begun).await;
+                // Not before hyper has read a request head. Until it has
+                // read a byte, hyper's `graceful_shutdown` takes the
+                // connection for one that never will send anything, and
+                // closes it at once, unread, although `peek` saw a byte
+                // (tokio may not have seen it yet, so even a poll of the
+                // connection may read nothing). Until the head is whole,
+                // the header deadline (above) and the grace period bound
+                // the wait.
+                place.first_request().await;
+            }, if !closing => {
                 // Closes at once if idle, after its answer if one is in
-                // flight.
+                // flight, after its first request if it has read none. A
+                // client that sends its next request on a kept-alive
+                // connection just as it closes finds it closed, or reset,
+                // with no answer. HTTP lets it send that request again on
+                // a new connection if the method is idempotent, as GET is
+                // (RFC 9112, section 9.3.1).
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -89,6 +89,8 @@ impl IdleConnections {
 pub(super) struct IdlePlace {
     idle: Arc<IdleConnections>,
     pub(super) shed: Arc<Notify>,
+    /// Told when a request begins, for `first_request`.
+    request_came: Notify,
     state: Mutex<PlaceState>,
 }
 
@@ -108,6 +110,7 @@ impl IdlePlace {
         Arc::new(IdlePlace {
             idle: Arc::clone(idle),
             shed,
+            request_came: Notify::new(),
             state: Mutex::new(PlaceState {
                 turn: Some(turn),
                 ..PlaceState::default()
@@ -127,6 +130,16 @@ impl IdlePlace {
         state.had_request = true;
         if let Some(turn) = state.turn.take() {
             self.idle.leave(turn);
+        }
+        // `notify_one` keeps the news for a task that has looked at
+        // `had_request` but not started waiting yet.
+        self.request_came.notify_one();
+    }
+
+    /// Waits until the connection has had a request (at once if it has).
+    pub(super) async fn first_request(&self) {
+        while !self.had_request() {
+            self.request_came.notified().await;
         }
     }
 

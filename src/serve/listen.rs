@@ -29,7 +29,9 @@ pub struct Limits {
     /// How long requests in flight may go on once shutdown begins.
     pub grace_period: Duration,
     /// How long a connection must have been idle before it may be closed to
-    /// make room for a new client when descriptors run out.
+    /// make room for a new client when descriptors run out; also how long,
+    /// from its accepting, a silent connection has to begin its request
+    /// once shutdown has begun.
     pub idle_before_shedding: Duration,
 }
 
@@ -56,6 +58,11 @@ impl Default for Limits {
             // and a busy client, while a connection that has said nothing
             // for a second has shown it is in no hurry. Longer would make
             // a new client wait longer when every idle connection is new.
+            // At shutdown it is what a silent connection gets to begin its
+            // request. Go's `http.Server.Shutdown` gives a new connection
+            // 5 s before counting it idle; here each second spent on a
+            // silent client delays the next process, while the clients in
+            // a handed-over socket's queue wait for it.
             idle_before_shedding: Duration::from_secs(1),
         }
     }

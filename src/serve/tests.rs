@@ -234,16 +234,23 @@ async fn shutdown_finishes_short_requests_closes_idle_connections_and_drops_the_
     let (_b, _long_connection, long) = request(server.addr, "/sleep?seconds=3600").await;
     let short = tokio::spawn(short);
     let long = tokio::spawn(long);
-    let mut idle = TcpStream::connect(server.addr).await.expect("connects");
+    let (_c, idle, answered) = request(server.addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
     // Every request above reaches its handler before the clock moves.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let stopping = Instant::now();
     server.stop();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), idle)
+            .await
+            .is_ok(),
+        "a kept-alive connection was still open a second after shutdown began"
+    );
     assert_eq!(
-        closed_after(&mut idle, Duration::from_secs(1)).await,
-        Some(Duration::ZERO),
-        "an idle connection should be closed as soon as shutdown begins"
+        stopping.elapsed(),
+        Duration::ZERO,
+        "a kept-alive connection should be closed as soon as shutdown begins"
     );
     assert!(
         TcpStream::connect(server.addr).await.is_err(),
@@ -579,6 +586,7 @@ fn serve_one_connection(
         service,
         Arc::clone(&place),
         Instant::now() + DEADLINE,
+        Instant::now() + limits().idle_before_shedding,
         shutdown_begun,
     ));
     (idle, place, shutdown)
@@ -919,4 +927,80 @@ async fn a_handed_over_descriptor_is_served_and_has_one_owner() {
     let reason =
         handed_over::take_descriptor(another.as_raw_fd()).expect_err("a second descriptor taken");
     assert!(reason.ends_with("was taken already"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sent_as_shutdown_begins_on_a_connection_not_yet_read_is_answered() {
+    use std::io::{Read, Write};
+
+    let server = start(limits()).await;
+    // A blocking client: its request is in the server's socket when
+    // `write_all` returns, before tokio has seen the socket become readable.
+    let mut client = std::net::TcpStream::connect(server.addr).expect("connects");
+    // Accepted, and silent for longer than a silent connection is given
+    // at shutdown: only what is already in its socket can save it.
+    tokio::time::sleep(limits().idle_before_shedding + Duration::from_millis(100)).await;
+
+    // In the same breath: the request arrives, and the stop.
+    client
+        .write_all(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("sends");
+    server.stop();
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).map(|_| answer)
+    });
+    let answer = answer.await.expect("the reading thread");
+    assert!(
+        matches!(&answer, Ok(text) if text.ends_with("slept for 0 seconds\n")),
+        "the request waiting unread at shutdown was lost: {answer:?}"
+    );
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sent_just_after_shutdown_began_on_a_connection_accepted_before_is_answered() {
+    let server = start(limits()).await;
+    let mut client = TcpStream::connect(server.addr).await.expect("connects");
+    settle().await;
+    server.stop();
+    settle().await;
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "shutdown should have begun, and the listener be closed"
+    );
+
+    let request = "GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    client.write_all(request.as_bytes()).await.expect("sends");
+    let mut answer = Vec::new();
+    // The server closes the connection after the one answer.
+    client.read_to_end(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("slept for 0 seconds\n"),
+        "{answer:?}"
+    );
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_silent_connection_is_closed_a_second_after_its_accepting() {
+    let server = start(limits()).await;
+    let mut long_silent = TcpStream::connect(server.addr).await.expect("connects");
+    tokio::time::sleep(limits().idle_before_shedding).await;
+    let accepted = Instant::now();
+    let mut just_accepted = TcpStream::connect(server.addr).await.expect("connects");
+    settle().await;
+
+    server.stop();
+    assert_eq!(
+        closed_after(&mut long_silent, Duration::from_secs(1)).await,
+        Some(Duration::ZERO),
+        "a connection silent for over a second should be closed as soon as shutdown begins"
+    );
+    closed_after(&mut just_accepted, DEADLINE).await;
+    assert_eq!(accepted.elapsed(), limits().idle_before_shedding);
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+    assert_eq!(accepted.elapsed(), limits().idle_before_shedding);
 }
