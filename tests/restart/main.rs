@@ -53,6 +53,8 @@ enum AtThree {
 struct Example {
     child: Child,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// Ends once the child's stdout closes, with every line in `lines`.
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -99,7 +101,7 @@ impl Example {
         let stderr = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().expect("piped");
         let mut child_stderr = child.stderr.take().expect("piped");
-        std::thread::spawn({
+        let stdout_reader = std::thread::spawn({
             let lines = Arc::clone(&lines);
             move || {
                 for line in BufReader::new(stdout).lines() {
@@ -119,12 +121,13 @@ impl Example {
         Example {
             child,
             lines,
+            stdout_reader: Some(stdout_reader),
             stderr,
         }
     }
 
     /// When the first line starting with `prefix` was read, and the line.
-    async fn line_starting(&self, prefix: &str) -> (Instant, String) {
+    async fn line_starting(&mut self, prefix: &str) -> (Instant, String) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let found =
@@ -134,9 +137,17 @@ impl Example {
             if let Some(found) = found {
                 return found;
             }
+            let exited = self.child.try_wait().expect("the child's status");
+            if exited.is_some() {
+                // Its last lines may still be on their way to `lines`.
+                if let Some(reader) = self.stdout_reader.take() {
+                    reader.join().expect("the stdout reader");
+                    continue;
+                }
+            }
             assert!(
-                Instant::now() < deadline,
-                "no line `{prefix}...` within {PATIENCE:?}: stdout {:?}, stderr {:?}",
+                Instant::now() < deadline && exited.is_none(),
+                "no line `{prefix}...` ({exited:?}): stdout {:?}, stderr {:?}",
                 self.lines(),
                 self.stderr.lock().unwrap()
             );
@@ -145,7 +156,7 @@ impl Example {
     }
 
     /// The address in the `Listening` line, and when the line came.
-    async fn listening(&self) -> (Instant, SocketAddr) {
+    async fn listening(&mut self) -> (Instant, SocketAddr) {
         let (when, line) = self.line_starting(LISTENING_PREFIX).await;
         let addr = line[LISTENING_PREFIX.len()..]
             .parse()
