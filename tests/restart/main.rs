@@ -25,8 +25,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::ask_at_once;
+
+// The black-box tests' helpers; this binary uses only the raw client.
+#[allow(dead_code)]
+#[path = "../black_box/support.rs"]
+mod support;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gotham_examples_handlers_simple_async_handlers");
 const LISTENING_PREFIX: &str = "Listening for requests at http://";
@@ -325,32 +329,13 @@ impl Load {
 
 /// One request on a new connection: `Ok` if answered 200 with the body.
 async fn ask(addr: SocketAddr) -> Result<(), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|error| format!("connect: {error}"))?;
-        let request = "GET /sleep?seconds=1 HTTP/1.1\r\nHost: example\r\nConnection: close\r\n\r\n";
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|error| format!("send: {error}"))?;
-        let mut answer = Vec::new();
-        stream
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|error| format!("read: {error}"))?;
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        if answer.starts_with("HTTP/1.1 200") && answer.ends_with("slept for 1 seconds\n") {
-            Ok(())
-        } else if answer.is_empty() {
-            Err("closed with no answer".to_string())
-        } else {
-            Err(format!("answered {answer:?}"))
-        }
-    };
-    tokio::time::timeout(PATIENCE, exchange)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {PATIENCE:?}")))
+    let asked = tokio::time::timeout(PATIENCE, ask_at_once(addr, "/sleep?seconds=1")).await;
+    match asked {
+        Ok(Ok((200, body))) if body == "slept for 1 seconds\n" => Ok(()),
+        Ok(Ok(answer)) => Err(format!("answered {answer:?}")),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) => Err(format!("no answer within {PATIENCE:?}")),
+    }
 }
 
 /// What a restart under load came to: every client, and the gap between
