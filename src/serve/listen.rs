@@ -92,8 +92,9 @@ pub enum Stopped {
 /// should get a graceful shutdown, not the default sudden death.
 ///
 /// An address that cannot be used, or variables that name no usable
-/// socket, get one line on stderr and exit status 1; a second Ctrl-C during the grace period, 130 (128 + SIGINT, what a
-/// shell reports for a program ended by Ctrl-C).
+/// socket, get one line on stderr and exit status 1; a second Ctrl-C
+/// during the grace period, 130 (128 + SIGINT, what a shell reports for a
+/// program ended by Ctrl-C).
 pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
     let (listener, source) = match handed_over::take_listener() {
         Ok(Some(listener)) => (listener, "the socket handed over"),
