@@ -151,12 +151,10 @@ pub(super) fn check_listening_tcp(number: RawFd) -> Result<(), String> {
     // about while borrowed; whoever gave its number keeps it open.
     let fd = unsafe { BorrowedFd::borrow_raw(number) };
     let socket = socket2::SockRef::from(&fd);
-    let kind = match socket.r#type() {
-        Ok(kind) => kind,
-        Err(error) if error.raw_os_error() == Some(libc::ENOTSOCK) => {
-            return Err(format!("descriptor {number} is not a socket"));
-        }
-        Err(error) => return Err(format!("descriptor {number}: {error}")),
+    // On a descriptor that is open, asking for a socket's type fails only
+    // with ENOTSOCK.
+    let Ok(kind) = socket.r#type() else {
+        return Err(format!("descriptor {number} is not a socket"));
     };
     let internet = socket
         .local_addr()
