@@ -186,7 +186,7 @@ fn accepts_connections(fd: BorrowedFd<'_>) -> Result<bool, String> {
             &mut length,
         )
     };
-    if asked == -1 {
+    if asked != 0 {
         let error = io::Error::last_os_error();
         return Err(format!("descriptor {}: {error}", fd.as_raw_fd()));
     }
