@@ -22,7 +22,8 @@
 //!
 //! The variables stay in the environment. A program started from this one
 //! would inherit them, but with this process's id in `LISTEN_PID`, so it
-//! would leave them alone; and this program starts none.
+//! would leave them alone (unless `LISTEN_PID` was empty, as with
+//! `systemfd --no-pid`); and this program starts none.
 
 use std::ffi::OsStr;
 use std::io;

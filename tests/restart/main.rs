@@ -60,6 +60,8 @@ struct Example {
     /// Ends once the child's stdout closes, with every line in `lines`.
     stdout_reader: Option<std::thread::JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
+    /// Ends once the child's stderr closes, with all of it in `stderr`.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Example {
@@ -114,7 +116,7 @@ impl Example {
                 }
             }
         });
-        std::thread::spawn({
+        let stderr_reader = std::thread::spawn({
             let stderr = Arc::clone(&stderr);
             move || {
                 let mut text = String::new();
@@ -127,6 +129,7 @@ impl Example {
             lines,
             stdout_reader: Some(stdout_reader),
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -185,8 +188,10 @@ impl Example {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("the child's status") {
-                // The reader takes the rest of stderr once the pipe closes.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The reader has the rest of stderr once the pipe closes.
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().expect("the stderr reader");
+                }
                 return (status, self.stderr.lock().unwrap().clone());
             }
             assert!(
