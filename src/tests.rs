@@ -1,7 +1,7 @@
 //! In-process tests of the lesson in `main.rs`: the router served over
 //! real TCP on 127.0.0.1, on the test's own runtime. Most go through
 //! gotham's `AsyncTestServer` on tokio's paused clock. The poll-counting
-//! tests go through the real serve loop (`serve.rs`) on the paused clock;
+//! tests go through the real serve loop (`src/serve/`) on the paused clock;
 //! the hang-up tests, and those of `beyond_timers.rs` (in
 //! `src/tests/beyond_timers.rs`), through the real serve loop in real time.
 //!

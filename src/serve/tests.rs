@@ -8,15 +8,33 @@
 //! The limits differ from the defaults, to show that the ones passed in are
 //! the ones obeyed.
 
+use super::accept_loop::{belongs_to_one_connection, shedding_report};
+use super::connection::{has_unread_bytes, serve_connection};
+use super::handed_over;
+use super::idle::{IdleConnections, IdlePlace, Tracked};
 use super::*;
 use futures::channel::mpsc;
+use futures::future::FutureExt;
 use gotham::bytes::Bytes;
 use gotham::http_body_util::{BodyExt, Empty};
+use gotham::hyper::body::Incoming;
 use gotham::hyper::client::conn::http1 as client;
 use gotham::hyper::header::HeaderValue;
+use gotham::hyper::server::conn::http1;
+use gotham::hyper::{Request, Response, Uri};
+use gotham::hyper_util::rt::{TokioIo, TokioTimer};
+use gotham::router::Router;
+use gotham::state::State;
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -216,16 +234,23 @@ async fn shutdown_finishes_short_requests_closes_idle_connections_and_drops_the_
     let (_b, _long_connection, long) = request(server.addr, "/sleep?seconds=3600").await;
     let short = tokio::spawn(short);
     let long = tokio::spawn(long);
-    let mut idle = TcpStream::connect(server.addr).await.expect("connects");
+    let (_c, idle, answered) = request(server.addr, "/sleep?seconds=0").await;
+    assert_eq!(answered.await.as_deref(), Ok("slept for 0 seconds\n"));
     // Every request above reaches its handler before the clock moves.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let stopping = Instant::now();
     server.stop();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), idle)
+            .await
+            .is_ok(),
+        "a kept-alive connection was still open a second after shutdown began"
+    );
     assert_eq!(
-        closed_after(&mut idle, Duration::from_secs(1)).await,
-        Some(Duration::ZERO),
-        "an idle connection should be closed as soon as shutdown begins"
+        stopping.elapsed(),
+        Duration::ZERO,
+        "a kept-alive connection should be closed as soon as shutdown begins"
     );
     assert!(
         TcpStream::connect(server.addr).await.is_err(),
@@ -561,6 +586,7 @@ fn serve_one_connection(
         service,
         Arc::clone(&place),
         Instant::now() + DEADLINE,
+        Instant::now() + limits().idle_before_shedding,
         shutdown_begun,
     ));
     (idle, place, shutdown)
@@ -806,4 +832,175 @@ fn the_shedding_line_counts_what_closed_and_nothing_when_nothing_did() {
     assert!(line.contains("closed 3 idle connections,"), "{line}");
     // Counted afresh after each line.
     assert_eq!(shedding_report(&idle), None);
+}
+
+#[test]
+fn the_listen_variables_are_read_as_systemd_means_them() {
+    use handed_over::{read_variables, Variables};
+    use std::ffi::OsStr;
+
+    const THIS: u32 = 4242;
+    let read = |pid: Option<&str>, fds: Option<&str>| {
+        read_variables(pid.map(OsStr::new), fds.map(OsStr::new), THIS)
+    };
+    assert_eq!(read(None, None), Ok(Variables::Absent));
+    // Without LISTEN_FDS, nothing was handed over, whatever LISTEN_PID says.
+    assert_eq!(read(Some("4242"), None), Ok(Variables::Absent));
+    assert_eq!(read(Some("4242"), Some("1")), Ok(Variables::OneSocket));
+    // systemfd --no-pid: no LISTEN_PID, or an empty one.
+    assert_eq!(read(None, Some("1")), Ok(Variables::OneSocket));
+    assert_eq!(read(Some(""), Some("1")), Ok(Variables::OneSocket));
+    // Meant for another process: ignored, even a count that makes no sense.
+    let for_another = Ok(Variables::ForAnother {
+        named: 4243,
+        this: THIS,
+    });
+    assert_eq!(read(Some("4243"), Some("1")), for_another);
+    assert_eq!(read(Some("4243"), Some("many")), for_another);
+
+    for (pid, fds, named) in [
+        (Some("4242"), "many", "LISTEN_FDS"),
+        (Some("4242"), "", "LISTEN_FDS"),
+        (Some("4242"), "-1", "LISTEN_FDS"),
+        (None, "1.0", "LISTEN_FDS"),
+        (Some("4242"), "0", "LISTEN_FDS"),
+        (Some("4242"), "2", "LISTEN_FDS"),
+        (Some("me"), "1", "LISTEN_PID"),
+        (Some("-4242"), "1", "LISTEN_PID"),
+    ] {
+        let reason = read(pid, Some(fds)).expect_err("no usable socket");
+        assert!(
+            reason.starts_with(named) && !reason.contains('\n'),
+            "LISTEN_PID={pid:?} LISTEN_FDS={fds:?}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_a_listening_tcp_socket_is_taken_as_the_handed_over_one() {
+    use handed_over::check_listening_tcp;
+    use std::os::fd::AsRawFd;
+
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    assert_eq!(check_listening_tcp(listening.as_raw_fd()), Ok(()));
+
+    let bound_only =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any_port: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    bound_only.bind(&any_port.into()).expect("binds");
+    let datagrams = std::net::UdpSocket::bind("127.0.0.1:0").expect("binds");
+    let path = std::env::temp_dir().join(format!("handed-over-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let local = std::os::unix::net::UnixListener::bind(&path).expect("binds");
+    let file = std::fs::File::open("/dev/null").expect("opens");
+    for (fd, expected) in [
+        (
+            bound_only.as_raw_fd(),
+            "is a TCP socket that does not listen",
+        ),
+        (datagrams.as_raw_fd(), "is not a TCP socket"),
+        (local.as_raw_fd(), "is not a TCP socket"),
+        (file.as_raw_fd(), "is not a socket"),
+        // Far above any descriptor this test process opens.
+        (1_000_000, "is not open: Bad file descriptor (os error 9)"),
+    ] {
+        let reason = check_listening_tcp(fd).expect_err("not a listening TCP socket");
+        assert!(reason.ends_with(expected), "{reason}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_handed_over_descriptor_is_served_and_has_one_owner() {
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    // The only test that takes a descriptor: taking is once per process.
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listening.local_addr().expect("an address");
+    let listener = handed_over::take_descriptor(listening.into_raw_fd()).expect("taken");
+    assert_eq!(listener.local_addr().expect("an address"), addr);
+    let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    connected.expect("connects");
+    accepted.expect("the taken socket accepts");
+
+    let another = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let reason =
+        handed_over::take_descriptor(another.as_raw_fd()).expect_err("a second descriptor taken");
+    assert!(reason.ends_with("was taken already"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sent_as_shutdown_begins_on_a_connection_not_yet_read_is_answered() {
+    use std::io::{Read, Write};
+
+    let server = start(limits()).await;
+    // A blocking client: its request is in the server's socket when
+    // `write_all` returns, before tokio has seen the socket become readable.
+    let mut client = std::net::TcpStream::connect(server.addr).expect("connects");
+    // Accepted, and silent for longer than a silent connection is given
+    // at shutdown: only what is already in its socket can save it.
+    tokio::time::sleep(limits().idle_before_shedding + Duration::from_millis(100)).await;
+
+    // In the same breath: the request arrives, and the stop.
+    client
+        .write_all(b"GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("sends");
+    server.stop();
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).map(|_| answer)
+    });
+    let answer = answer.await.expect("the reading thread");
+    assert!(
+        matches!(&answer, Ok(text) if text.ends_with("slept for 0 seconds\n")),
+        "the request waiting unread at shutdown was lost: {answer:?}"
+    );
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sent_just_after_shutdown_began_on_a_connection_accepted_before_is_answered() {
+    let server = start(limits()).await;
+    let mut client = TcpStream::connect(server.addr).await.expect("connects");
+    settle().await;
+    server.stop();
+    settle().await;
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "shutdown should have begun, and the listener be closed"
+    );
+
+    let request = "GET /sleep?seconds=0 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    client.write_all(request.as_bytes()).await.expect("sends");
+    let mut answer = Vec::new();
+    // The server closes the connection after the one answer.
+    client.read_to_end(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("slept for 0 seconds\n"),
+        "{answer:?}"
+    );
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_silent_connection_is_closed_a_second_after_its_accepting() {
+    let server = start(limits()).await;
+    let mut long_silent = TcpStream::connect(server.addr).await.expect("connects");
+    tokio::time::sleep(limits().idle_before_shedding).await;
+    let accepted = Instant::now();
+    let mut just_accepted = TcpStream::connect(server.addr).await.expect("connects");
+    settle().await;
+
+    server.stop();
+    assert_eq!(
+        closed_after(&mut long_silent, Duration::from_secs(1)).await,
+        Some(Duration::ZERO),
+        "a connection silent for over a second should be closed as soon as shutdown begins"
+    );
+    closed_after(&mut just_accepted, DEADLINE).await;
+    assert_eq!(accepted.elapsed(), limits().idle_before_shedding);
+    assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
+    assert_eq!(accepted.elapsed(), limits().idle_before_shedding);
 }

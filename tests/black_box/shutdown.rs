@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use crate::support::{get_owned, spawn_binary, Server, LISTENING_PREFIX};
 
-/// The shipped grace period, `Limits::default()` in `src/serve.rs`.
+/// The shipped grace period, `Limits::default()` in `src/serve/listen.rs`.
 const GRACE: Duration = Duration::from_secs(8);
 
 #[tokio::test]

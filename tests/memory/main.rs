@@ -1,5 +1,5 @@
 //! What a waiting client costs the serve loop in live heap, counted by the
-//! allocator itself, for the two costs `src/serve.rs` keeps small:
+//! allocator itself, for the two costs `src/serve/` keeps small:
 //!
 //! - a connection that has sent nothing holds no hyper buffers (hyper's
 //!   connection would allocate 8 KiB to write and 8 KiB to read);

@@ -2,7 +2,7 @@
 //!
 //! The Rust servers run on a tokio runtime with the same number of worker
 //! threads, and all but axum are served by the example's own loop
-//! (`src/serve.rs`) with its default limits, but for a longer header
+//! (`src/serve/`) with its default limits, but for a longer header
 //! deadline (`benchmark_limits`):
 //!
 //! - `futures` is the example itself: its `router()` from `src/main.rs`,
