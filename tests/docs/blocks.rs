@@ -21,7 +21,7 @@
 use crate::pages::{self, Block};
 
 /// Languages whose blocks are shown as they are, never run.
-const PLAIN: [&str; 12] = [
+const PLAIN: [&str; 13] = [
     "text",
     "sh",
     "console",
@@ -34,6 +34,7 @@ const PLAIN: [&str; 12] = [
     "js",
     "javascript",
     "yaml",
+    "ini",
 ];
 
 /// The tags rustdoc reads on a Rust block.
