@@ -7,6 +7,7 @@
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! cargo bench --bench futures_vs_threads -- --relays # the relays alone
+//! cargo bench --bench futures_vs_threads -- --database # async and diesel on PostgreSQL
 //! ```
 //!
 //! The last form runs one server at one N, e.g. under `perf record -a`.
@@ -24,6 +25,7 @@
 //! stdout, and a CSV file and two SVG charts under
 //! `target/futures_vs_threads/`.
 
+mod database;
 mod heap;
 mod load;
 mod probe;
@@ -43,6 +45,15 @@ mod example;
 #[allow(unused)]
 #[path = "../../../examples/relay/main.rs"]
 mod relay;
+
+// The database lesson, for the comparison with gotham's blocking way
+// (`database.rs`), and the tests' throwaway PostgreSQL it runs against.
+#[allow(unused)]
+#[path = "../../../examples/database/main.rs"]
+mod database_example;
+#[allow(unused)]
+#[path = "../../../examples/database/tests/database/throwaway.rs"]
+mod throwaway;
 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
@@ -83,6 +94,11 @@ const DESCRIPTOR_RESERVE: u64 = 200;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, way, url, pool, wait] = args.as_slice() {
+        if flag == "--serve-database" {
+            database::serve(way, url, pool, wait);
+        }
+    }
     if let [flag, kind, addr, rest @ ..] = args.as_slice() {
         if flag == "--serve" {
             let kind = Kind::from_name(kind).unwrap_or_else(|| panic!("no server {kind}"));
@@ -117,6 +133,13 @@ fn main() {
             skipped: Vec::new(),
         };
         write_report(&runs, &sizes, &out_dir.join("one"), &machine_description());
+    } else if full && args.iter().any(|arg| arg == "--database") {
+        let n = value_of("--n").map_or(database::N, |n| n.parse().expect("--n takes a number"));
+        let pool = value_of("--pool").map_or(database::POOL, |p| {
+            p.parse().expect("--pool takes a number")
+        });
+        probe::raise_descriptor_limit();
+        runtime.block_on(database_run(n, pool, &out_dir.join("database")));
     } else if full && args.iter().any(|arg| arg == "--relays") {
         runtime.block_on(relays_run(out_dir.join("relays")));
     } else if full {
@@ -200,6 +223,21 @@ async fn full_run(out_dir: PathBuf) {
         .unwrap_or_default();
     eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
     write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
+    database_run(database::N, database::POOL, &out_dir.join("database")).await;
+}
+
+/// The database comparison alone (`--database`), its table on stdout and
+/// in `report.md`.
+async fn database_run(n: usize, pool: usize, out_dir: &std::path::Path) {
+    let table = match database::compare(n, pool).await {
+        Ok(table) => table,
+        Err(why) => format!("\nThe database comparison could not run here: {why}\n"),
+    };
+    let document = format!("{}\n{table}", machine_description());
+    println!("{document}");
+    std::fs::create_dir_all(out_dir).expect("the output folder");
+    std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
+    eprintln!("written to {}", out_dir.display());
 }
 
 /// The relays at `RELAY_NS`, with the example and bare hyper at the same N
@@ -330,6 +368,13 @@ async fn quick_run(out_dir: PathBuf) {
     for (kind, why) in &runs.skipped {
         println!("quick mode: {} skipped: {why}", kind.name());
     }
+    // N/P seconds and more on each side, and PostgreSQL: too long for
+    // `cargo test`. The database lesson's own tests run against PostgreSQL.
+    println!(
+        "quick mode: the database comparison is left out (it takes {} s or more); \
+         run it with `cargo bench --bench futures_vs_threads -- --database`",
+        2 * database::N / database::POOL
+    );
 }
 
 fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, about: &str) {
