@@ -217,7 +217,8 @@ impl Database {
         })
     }
 
-    /// The status and line for a database that cannot be reached: 503, the
+    /// The status and line for a database that cannot be reached (or that
+    /// turns the connection away: no such role, a wrong password): 503, the
     /// standard "cannot serve this now, try again later". Not the relay's
     /// 502: that status says a gateway got a bad answer from the server it
     /// passes requests on to, and this program passes nothing on; the
@@ -226,7 +227,7 @@ impl Database {
         Failure {
             status: StatusCode::SERVICE_UNAVAILABLE,
             line: format!(
-                "cannot reach {}: {reason} (DATABASE_URL names the database)",
+                "cannot connect to {}: {reason} (DATABASE_URL names the database)",
                 self.name
             ),
         }
@@ -306,7 +307,12 @@ impl Drop for CancelOnDrop {
         // Out of the pool, and closed when dropped here.
         drop(Object::take(connection));
         let what = std::mem::take(&mut self.what);
-        tokio::spawn(async move {
+        // A guard dropped as the runtime itself shuts down has nowhere to
+        // send from: PostgreSQL then runs the query to its end.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             match token.cancel_query(NoTls).await {
                 Ok(()) => println!("{what}: cancelled on the server"),
                 Err(error) => println!("{what}: could not be cancelled: {}", innermost(&error)),

@@ -7,8 +7,8 @@
 //!   PostgreSQL backend (libpq) over an r2d2 pool, each query run by
 //!   `Repo::run` on tokio's blocking pool (`spawn_blocking`), which holds a
 //!   thread for the whole wait: for the connection, then for the query. It
-//!   is the package `diesel_peer/`, built here (release, into a target
-//!   folder of its own) the first time the comparison runs.
+//!   is the package `diesel_peer/`, built here (into a target folder of its
+//!   own) the first time the comparison runs.
 //!
 //! N clients ask `/sleep?seconds=1` at once; each server has the same pool
 //! of P connections and waits the same time W for one, long enough (N/P
@@ -230,22 +230,28 @@ impl Drop for Server {
     }
 }
 
-/// Builds the diesel peer (release, into `target/diesel_peer/`, apart from
-/// this build's own folder) and returns its path.
+/// Builds the diesel peer with this binary's optimisation (release under
+/// `cargo bench`), into `target/diesel_peer/`, apart from this build's own
+/// folder, and returns its path.
 fn diesel_peer() -> Result<std::path::PathBuf, String> {
     let target = crate::target_dir().join("diesel_peer");
-    eprintln!("building the diesel peer into {} ...", target.display());
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    eprintln!(
+        "building the diesel peer ({profile}) into {} ...",
+        target.display()
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let built = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "diesel_peer",
-            "--target-dir",
-        ])
-        .arg(&target)
+    let mut build = Command::new(cargo);
+    build.args(["build", "--locked", "-p", "diesel_peer", "--target-dir"]);
+    build.arg(&target);
+    if profile == "release" {
+        build.arg("--release");
+    }
+    let built = build
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if !built.success() {
@@ -253,7 +259,7 @@ fn diesel_peer() -> Result<std::path::PathBuf, String> {
             "the diesel peer did not build ({built}); it needs libpq's development package (libpq-dev)"
         ));
     }
-    Ok(target.join("release").join("diesel_peer"))
+    Ok(target.join(profile).join("diesel_peer"))
 }
 
 /// In the child: serves the lesson for the database `url`, with a pool of

@@ -113,7 +113,7 @@ async fn a_stopped_database_gets_a_line_naming_it_and_the_program_serves_again_o
     let (status, line) = get(lesson, "/sleep?seconds=0").await;
     assert_eq!(status, 503, "{line}");
     assert!(
-        line.starts_with("cannot reach database postgres at /") && line.ends_with('\n'),
+        line.starts_with("cannot connect to database postgres at /") && line.ends_with('\n'),
         "{line:?}"
     );
     assert_eq!(line.lines().count(), 1, "{line:?}");
@@ -139,7 +139,7 @@ async fn a_database_that_cannot_be_reached_is_named_without_its_password() {
     assert_eq!(status, 503);
     assert_eq!(
         line,
-        "cannot reach database shop at 127.0.0.1:1 as alice: Connection refused (os error 111) \
+        "cannot connect to database shop at 127.0.0.1:1 as alice: Connection refused (os error 111) \
          (DATABASE_URL names the database)\n"
     );
     assert!(!line.contains("hunter2secret"));
