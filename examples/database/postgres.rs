@@ -48,10 +48,11 @@ pub struct Bounds {
 /// behind an `Arc`), which is why `StateMiddleware` can put a clone in
 /// every request's `State`, as the relay does with its HTTP client.
 ///
-/// As for the relay's `Upstream`, gotham wants `RefUnwindSafe`, and the
-/// pool (its manager is a boxed trait object) does not promise it itself.
-/// The promise holds for the same reason: the pool changes only inside its
-/// own code, under its own locks, never halfway by a handler's panic.
+/// As for the relay's `Upstream`, gotham wants `RefUnwindSafe`, and neither
+/// the pool (its manager is a boxed trait object) nor tokio's `OnceCell`
+/// promises it itself (error E0277 without the `impl` below). The promise
+/// holds for the same reason: each changes only inside its own code, under
+/// its own locks, never halfway by a handler's panic.
 #[derive(Clone, StateData)]
 pub struct Database {
     pool: Pool,

@@ -8,6 +8,7 @@
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! cargo bench --bench futures_vs_threads -- --relays # the relays alone
 //! cargo bench --bench futures_vs_threads -- --database # async and diesel on PostgreSQL
+//! cargo bench --bench futures_vs_threads -- --database --n 200 --wait 5
 //! ```
 //!
 //! The last form runs one server at one N, e.g. under `perf record -a`.
@@ -138,8 +139,11 @@ fn main() {
         let pool = value_of("--pool").map_or(database::POOL, |p| {
             p.parse().expect("--pool takes a number")
         });
+        let wait = value_of("--wait").map(|s| {
+            std::time::Duration::from_secs(s.parse().expect("--wait takes whole seconds"))
+        });
         probe::raise_descriptor_limit();
-        runtime.block_on(database_run(n, pool, &out_dir.join("database")));
+        runtime.block_on(database_run(n, pool, wait, &out_dir.join("database")));
     } else if full && args.iter().any(|arg| arg == "--relays") {
         runtime.block_on(relays_run(out_dir.join("relays")));
     } else if full {
@@ -223,13 +227,18 @@ async fn full_run(out_dir: PathBuf) {
         .unwrap_or_default();
     eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
     write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
-    database_run(database::N, database::POOL, &out_dir.join("database")).await;
+    database_run(database::N, database::POOL, None, &out_dir.join("database")).await;
 }
 
 /// The database comparison alone (`--database`), its table on stdout and
 /// in `report.md`.
-async fn database_run(n: usize, pool: usize, out_dir: &std::path::Path) {
-    let table = match database::compare(n, pool).await {
+async fn database_run(
+    n: usize,
+    pool: usize,
+    wait: Option<std::time::Duration>,
+    out_dir: &std::path::Path,
+) {
+    let table = match database::compare(n, pool, wait).await {
         Ok(table) => table,
         Err(why) => format!("\nThe database comparison could not run here: {why}\n"),
     };
