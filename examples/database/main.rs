@@ -55,9 +55,9 @@ use gotham::router::builder::{build_router, DefineSingleRoute, DrawRoutes};
 use gotham::router::response::StaticResponseExtender;
 use gotham::router::Router;
 use gotham::state::{FromState, State};
+use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
-use gotham_derive::StateData;
 use gotham_examples_handlers_simple_async_handlers::serve;
 
 mod postgres;
