@@ -35,11 +35,12 @@ pub const POOL: usize = database_example::CONNECTIONS;
 /// The full run's N.
 pub const N: usize = 1_000;
 
-/// The two ways, by the name `--serve-database` takes.
+/// The two ways, as the table names them (the first is served by this
+/// binary, run with `--serve-database`; the second by the diesel peer).
 const WAYS: [&str; 2] = ["async", "diesel"];
 
 /// One server's figures.
-pub struct Measured {
+struct Measured {
     way: &'static str,
     statuses: BTreeMap<String, usize>,
     last_answer: Duration,
