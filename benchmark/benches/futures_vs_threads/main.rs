@@ -7,6 +7,8 @@
 //! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! cargo bench --bench futures_vs_threads -- --relays # the relays alone
+//! cargo bench --bench futures_vs_threads -- --database # async and diesel on PostgreSQL
+//! cargo bench --bench futures_vs_threads -- --database --n 200 --wait 5
 //! ```
 //!
 //! The last form runs one server at one N, e.g. under `perf record -a`.
@@ -24,6 +26,7 @@
 //! stdout, and a CSV file and two SVG charts under
 //! `target/futures_vs_threads/`.
 
+mod database;
 mod heap;
 mod load;
 mod probe;
@@ -43,6 +46,15 @@ mod example;
 #[allow(unused)]
 #[path = "../../../examples/relay/main.rs"]
 mod relay;
+
+// The database lesson, for the comparison with gotham's blocking way
+// (`database.rs`), and the tests' throwaway PostgreSQL it runs against.
+#[allow(unused)]
+#[path = "../../../examples/database/main.rs"]
+mod database_example;
+#[allow(unused)]
+#[path = "../../../examples/database/tests/database/throwaway.rs"]
+mod throwaway;
 
 #[global_allocator]
 static ALLOCATOR: heap::Counting = heap::Counting;
@@ -83,6 +95,11 @@ const DESCRIPTOR_RESERVE: u64 = 200;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, way, url, pool, wait] = args.as_slice() {
+        if flag == "--serve-database" {
+            database::serve(way, url, pool, wait);
+        }
+    }
     if let [flag, kind, addr, rest @ ..] = args.as_slice() {
         if flag == "--serve" {
             let kind = Kind::from_name(kind).unwrap_or_else(|| panic!("no server {kind}"));
@@ -117,6 +134,16 @@ fn main() {
             skipped: Vec::new(),
         };
         write_report(&runs, &sizes, &out_dir.join("one"), &machine_description());
+    } else if full && args.iter().any(|arg| arg == "--database") {
+        let n = value_of("--n").map_or(database::N, |n| n.parse().expect("--n takes a number"));
+        let pool = value_of("--pool").map_or(database::POOL, |p| {
+            p.parse().expect("--pool takes a number")
+        });
+        let wait = value_of("--wait").map(|s| {
+            std::time::Duration::from_secs(s.parse().expect("--wait takes whole seconds"))
+        });
+        probe::raise_descriptor_limit();
+        runtime.block_on(database_run(n, pool, wait, &out_dir.join("database")));
     } else if full && args.iter().any(|arg| arg == "--relays") {
         runtime.block_on(relays_run(out_dir.join("relays")));
     } else if full {
@@ -208,6 +235,26 @@ async fn full_run(out_dir: PathBuf) {
         took % 60
     );
     write_report(&runs, &sizes::measure(), &out_dir, &about);
+    database_run(database::N, database::POOL, None, &out_dir.join("database")).await;
+}
+
+/// The database comparison alone (`--database`), its table on stdout and
+/// in `report.md`.
+async fn database_run(
+    n: usize,
+    pool: usize,
+    wait: Option<std::time::Duration>,
+    out_dir: &std::path::Path,
+) {
+    let table = match database::compare(n, pool, wait).await {
+        Ok(table) => table,
+        Err(why) => format!("\nThe database comparison could not run here: {why}\n"),
+    };
+    let document = format!("{}\n{table}", machine_description());
+    println!("{document}");
+    std::fs::create_dir_all(out_dir).expect("the output folder");
+    std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
+    eprintln!("written to {}", out_dir.display());
 }
 
 /// The relays at `RELAY_NS`, with the example and bare hyper at the same N
@@ -338,6 +385,13 @@ async fn quick_run(out_dir: PathBuf) {
     for (kind, why) in &runs.skipped {
         println!("quick mode: {} skipped: {why}", kind.name());
     }
+    // N/P seconds and more on each side, and PostgreSQL: too long for
+    // `cargo test`. The database lesson's own tests run against PostgreSQL.
+    println!(
+        "quick mode: the database comparison is left out (it takes {} s or more); \
+         run it with `cargo bench --bench futures_vs_threads -- --database`",
+        2 * database::N / database::POOL
+    );
 }
 
 fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, about: &str) {
