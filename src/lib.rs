@@ -1,11 +1,13 @@
 //! What the example's programs share: the serve loop, and HTTP's manners.
 //!
-//! `src/main.rs` (run with `cargo run`) and `examples/relay/` (run with
-//! `cargo run --example relay`) each build a gotham `Router` and hand it to
-//! `serve::listen_and_serve`, which binds the address, says where it
-//! listens, and serves until Ctrl-C. The lessons are in those programs;
-//! this library is the plumbing around them, kept in one place so that both
-//! programs take in, bound and stop their connections the same way, and
+//! `src/main.rs` (run with `cargo run`), `examples/relay/` (`cargo run
+//! --example relay`) and `examples/database/` (`cargo run --example
+//! database`) each build a gotham `Router` and hand it to
+//! `serve::listen_and_serve`, which binds the address (or takes the socket
+//! a service manager hands over), says where it listens, and serves until
+//! Ctrl-C. The lessons are in those programs; this library is the plumbing
+//! around them, kept in one place so that every program takes in, bounds
+//! and stops its connections the same way, and
 //! answer `HEAD`, unknown paths and other methods the same way (`manners`).
 
 pub mod manners;
@@ -18,6 +20,9 @@ pub mod serve;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct Readme;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/database.md")]
+pub struct Database;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/exercises.md")]
 pub struct Exercises;

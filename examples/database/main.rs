@@ -46,7 +46,6 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use gotham::handler::HandlerFuture;
-use gotham::helpers::http::response::create_response;
 use gotham::helpers::http::Body;
 use gotham::hyper::{Response, StatusCode};
 use gotham::middleware::state::StateMiddleware;
@@ -58,7 +57,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
-use gotham_examples_handlers_simple_async_handlers::serve;
+use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod postgres;
 
@@ -84,6 +83,9 @@ number of seconds from 0 to 18446744073709551615, for example ?seconds=5\n";
 const BAD_NAME_MESSAGE: &str = "the query string needs `name`, given once, 1 to 64 \
 characters with no control characters, for example ?name=ada\n";
 
+/// The paths `router` serves, which a 404 lists.
+pub const PATHS: &[&str] = &["/sleep", "/visit"];
+
 /// The longest name `/visit` counts, in characters.
 const LONGEST_NAME: usize = 64;
 
@@ -97,7 +99,7 @@ impl StaticResponseExtender for QueryStringExtractor {
     type ResBody = Body;
 
     fn extend(state: &mut State, response: &mut Response<Body>) {
-        *response = create_response(
+        *response = manners::response(
             state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -116,7 +118,7 @@ impl StaticResponseExtender for NameQueryExtractor {
     type ResBody = Body;
 
     fn extend(state: &mut State, response: &mut Response<Body>) {
-        *response = create_response(
+        *response = manners::response(
             state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -150,7 +152,7 @@ fn visit_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
     let fits =
         (1..=LONGEST_NAME).contains(&name.chars().count()) && !name.chars().any(char::is_control);
     if !fits {
-        let response = create_response(
+        let response = manners::response(
             &state,
             StatusCode::BAD_REQUEST,
             mime::TEXT_PLAIN,
@@ -177,7 +179,7 @@ fn respond(state: State, what: &str, answer: Result<String, Failure>) -> (State,
         Ok(body) => (StatusCode::OK, body),
         Err(failure) => (failure.status, failure.line + "\n"),
     };
-    let response = create_response(&state, status, mime::TEXT_PLAIN, body);
+    let response = manners::response(&state, status, mime::TEXT_PLAIN, body);
     if status == StatusCode::OK {
         println!("{what}: finished");
     } else {
@@ -188,16 +190,22 @@ fn respond(state: State, what: &str, answer: Result<String, Failure>) -> (State,
 
 /// The two routes, behind a pipeline that puts the pool into each
 /// request's `State`, as the relay's does with its HTTP client.
+///
+/// As in `main.rs`, each route answers `HEAD` too (`get_or_head`): the
+/// handler runs, so a `HEAD` on `/sleep` runs its query and a `HEAD` on
+/// `/visit` counts a visit, and the client gets the headers without the
+/// body. A 404 or 405 gets a line saying why (`manners`).
 pub fn router(database: Database) -> Router {
     let pipeline = new_pipeline().add(StateMiddleware::new(database)).build();
     let (chain, pipelines) = single_pipeline(pipeline);
     build_router(chain, pipelines, |route| {
+        manners::explain_404_and_405(route, PATHS);
         route
-            .get("/sleep")
+            .get_or_head("/sleep")
             .with_query_string_extractor::<QueryStringExtractor>()
             .to(sleep_handler);
         route
-            .get("/visit")
+            .get_or_head("/visit")
             .with_query_string_extractor::<NameQueryExtractor>()
             .to(visit_handler);
     })

@@ -52,25 +52,33 @@ pub async fn serve_lesson(url: &str, bounds: Bounds) -> SocketAddr {
 
 /// A GET's status and body, read in full.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (head, body) = ask(addr, "GET", path).await;
+    let status = head
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {head:?}"));
+    (status, body)
+}
+
+/// Sends `method path` on a connection of its own, asks the server to
+/// close it after the answer, and reads all it sends: the head (status
+/// line and headers) and every byte after the blank line that ends it.
+pub async fn ask(addr: SocketAddr, method: &str, path: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connects");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("sends");
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.expect("reads");
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
-    let body = answer
+    let (head, body) = answer
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
-    (status, body)
+        .unwrap_or_else(|| panic!("{method} {path}: no complete head in {answer:?}"));
+    (head.to_string(), body.to_string())
 }
 
 /// How many `pg_sleep` queries the server is running, not counting the

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::example::{Bounds, Database, DEFAULT_DATABASE_URL};
 use crate::throwaway::Postgres;
-use crate::{get, lesson_bounds, serve_lesson, PATIENCE};
+use crate::{ask, get, lesson_bounds, serve_lesson, PATIENCE};
 
 #[tokio::test]
 async fn sleep_answers_the_examples_line_after_the_databases_wait() {
@@ -163,5 +163,61 @@ fn the_default_database_is_the_local_socket_as_the_system_user() {
     assert_eq!(
         database.name(),
         format!("database {user} at /var/run/postgresql/.s.PGSQL.5432 as {user}")
+    );
+}
+
+/// The head's lines other than `date` and `x-request-id`, which differ
+/// from one answer to the next, sorted: hyper may write the same headers
+/// in another order.
+fn steady_lines(head: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default();
+            !name.eq_ignore_ascii_case("date") && !name.eq_ignore_ascii_case("x-request-id")
+        })
+        .collect();
+    lines.sort_unstable();
+    lines
+}
+
+#[tokio::test]
+async fn head_gets_gets_head_without_a_body_and_a_404_or_405_says_why() {
+    let Some(postgres) = Postgres::start().await else {
+        return;
+    };
+    let lesson = serve_lesson(&postgres.url(), lesson_bounds()).await;
+
+    for path in ["/sleep?seconds=0", "/sleep?seconds=-1", "/slep?seconds=0"] {
+        let (get_head, get_body) = ask(lesson, "GET", path).await;
+        let (head_head, head_body) = ask(lesson, "HEAD", path).await;
+        assert!(
+            get_head.contains(&format!("content-length: {}", get_body.len())),
+            "GET {path}: {get_head:?}"
+        );
+        assert_eq!(
+            steady_lines(&head_head),
+            steady_lines(&get_head),
+            "HEAD {path}"
+        );
+        assert_eq!(head_body, "", "HEAD {path} sent body bytes");
+    }
+
+    assert_eq!(
+        get(lesson, "/slep?seconds=0").await,
+        (
+            404,
+            "there is nothing at /slep: the paths here are /sleep and /visit\n".into()
+        )
+    );
+    let (head, body) = ask(lesson, "POST", "/visit?name=ada").await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head:?}");
+    assert!(
+        head.contains("allow: GET\r\n") && head.contains("allow: HEAD"),
+        "{head:?}"
+    );
+    assert_eq!(
+        body,
+        "POST is not allowed on /visit: it takes GET or HEAD\n"
     );
 }
