@@ -233,7 +233,7 @@ pub(crate) fn router() -> Router {
 /// and serves the router until Ctrl-C or SIGTERM.
 ///
 /// Everything around the handlers is the serve loop's business
-/// (`src/serve/`, shared with the relay example): binding the address,
+/// (`src/serve/`, shared with the other lessons): binding the address,
 /// printing `Listening for requests at http://ADDR` once it listens, how
 /// long it waits for a client, and how it stops. The exit status says how
 /// it ended: 0 after a graceful shutdown, 130 after a second Ctrl-C, 1 if

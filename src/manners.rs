@@ -2,8 +2,8 @@
 //! the headers a `GET` would, and a 404 or 405 says in one line what was
 //! wrong.
 //!
-//! Upstream's example routes `GET` only, so `curl -I` (which sends `HEAD`)
-//! got a 405, and a mistyped path or method got an empty body. HTTP asks
+//! Upstream's example routes `GET` only, so there `curl -I` (which sends
+//! `HEAD`) gets a 405, and a mistyped path or method an empty body. HTTP asks
 //! every general-purpose server to answer `HEAD` wherever it answers `GET`
 //! (RFC 9110, section 9.1): same status, same headers, no body. Link
 //! checkers and load balancers' health checks send it too.

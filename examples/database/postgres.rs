@@ -75,8 +75,9 @@ pub struct Failure {
 
 impl Database {
     /// A pool for the database `url` names (a `postgres://` URL or
-    /// libpq's `key=value` form). No connection is made yet: the first
-    /// request makes one. Fails only on a URL that cannot be read.
+    /// libpq's `key=value` form). No connection is made here: the pool
+    /// makes one when one is first asked for (by `check` at start, or by a
+    /// request). Fails only on a URL that cannot be read.
     pub fn new(url: &str, bounds: Bounds) -> Result<Database, String> {
         // tokio-postgres's messages name the option at fault, never its
         // value, so the password cannot leak through them.
@@ -322,8 +323,8 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// `postgres://USER@HOST:PORT/DB` for the lines: the parts that say which
-/// database, without the password.
+/// `database DB at HOST:PORT as USER`, for the lines: the parts that say
+/// which database, never the password.
 fn describe(config: &Config) -> String {
     // tokio-postgres, like libpq, uses the system user's name when the URL
     // names none, and the user's name for a database not named.

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 /// The connections with no request in flight, longest idle first.
 ///
-/// A connection takes a turn number each time it becomes idle (when it is
-/// accepted, and when an answer is done), so the smallest number is the one
-/// idle the longest. A `BTreeMap` finds it without a scan and forgets a
+/// A connection takes a turn number each time its idle second starts anew
+/// (when it is accepted, at its first byte, and when an answer is done), so
+/// the smallest number is the one idle the longest. A `BTreeMap` finds it without a scan and forgets a
 /// connection as soon as it is busy or gone, so it holds only idle ones.
 ///
 /// A `std` mutex, not a tokio one: it is held for a map operation, never

@@ -1,6 +1,7 @@
 //! How the server takes in connections, bounds its wait for clients, and
-//! stops: everything around the handlers that `main.rs` and the relay
-//! example teach, shared by both through the library target (`lib.rs`).
+//! stops: everything around the handlers that `main.rs`, the relay and the
+//! database lesson teach, shared by all three through the library target
+//! (`lib.rs`).
 //!
 //! A handler may wait as long as its request asks. The server must not wait
 //! on a *client* the same way, and `gotham::bind_server` (gotham 0.8.1) does:

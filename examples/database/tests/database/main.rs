@@ -4,7 +4,8 @@
 //! give it bounds of its own (a pool of three, a one-second deadline).
 //!
 //! One test crate, so that cargo runs the tests in parallel; each has its
-//! own server, its own database and its own port.
+//! own PostgreSQL server (on a socket in a directory of its own), and
+//! serves the lesson on a port of its own.
 
 mod bounds;
 mod hang_up;

@@ -182,7 +182,7 @@ fn steady_lines(head: &str) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn head_gets_gets_head_without_a_body_and_a_404_or_405_says_why() {
+async fn head_is_answered_as_get_without_a_body_and_a_404_or_405_says_why() {
     let Some(postgres) = Postgres::start().await else {
         return;
     };
