@@ -323,8 +323,9 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// `database DB at HOST:PORT as USER`, for the lines: the parts that say
-/// which database, never the password.
+/// `database DB at HOST:PORT as USER` (a socket's path in place of
+/// HOST:PORT), for the lines: the parts that say which database, never the
+/// password.
 fn describe(config: &Config) -> String {
     // tokio-postgres, like libpq, uses the system user's name when the URL
     // names none, and the user's name for a database not named.
