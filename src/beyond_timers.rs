@@ -1,6 +1,7 @@
-//! Beyond timers: three handlers a real service needs, written like the
-//! ones in `main.rs` and served by the tests (`src/tests/beyond_timers.rs`),
-//! not by the example, which keeps upstream's two routes.
+//! Beyond timers: four handlers for waits a real service meets, written
+//! like the ones in `main.rs` and served by the tests
+//! (`src/tests/beyond_timers.rs`), not by the example, which keeps
+//! upstream's two routes.
 //!
 //! - `ask_upstream` waits on a *socket* instead of a timer: it asks another
 //!   server for a line and answers with it. Reading a socket that has no

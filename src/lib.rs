@@ -30,6 +30,9 @@ pub struct Exercises;
 #[doc = include_str!("../docs/futures_vs_threads.md")]
 pub struct FuturesVsThreads;
 #[cfg(doctest)]
+#[doc = include_str!("../docs/maintaining.md")]
+pub struct Maintaining;
+#[cfg(doctest)]
 #[doc = include_str!("../docs/questions.md")]
 pub struct Questions;
 #[cfg(doctest)]

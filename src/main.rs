@@ -149,8 +149,8 @@ fn sleep_for(seconds: u64) -> impl Future<Output = Vec<u8>> {
 /// needs it afterwards (middleware reads it on the way out, and an error
 /// response is built from it). The future is boxed because every handler's
 /// future has a type of its own and the router has to store them all behind
-/// one type, and pinned because the future inside, tokio's `Sleep`, is not
-/// `Unpin`: the timer keeps it in a list by its address, so it must not
+/// one type, and pinned because a boxed `dyn Future` may not be `Unpin`
+/// (tokio's `Sleep`, inside this one, is not): whatever it is, it must not
 /// move once polled (docs/questions.md says more).
 pub(crate) fn sleep_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
     let seconds = QueryStringExtractor::take_from(&mut state).seconds;

@@ -164,9 +164,10 @@ const ENFILE: i32 = 23;
 /// How many requests the relay has at the upstream at once, at most.
 ///
 /// Each one holds two descriptors in the relay (its client's connection and
-/// its own to the upstream), and many systems give a process 1,024. A
-/// quarter of those for the upstream leaves the rest for the relay's
-/// clients, who wait for a turn at the cost of a small future each. It also
+/// its own to the upstream), and many systems give a process 1,024. These
+/// 256 and as many kept idle in the pool make at most 512 upstream
+/// connections, half of those; the other half is for the relay's clients,
+/// who wait for a turn at the cost of a small future each. It also
 /// bounds what one relay can ask of its upstream, whatever its clients ask:
 /// without it, 2,000 clients waiting on `/relay` make 2,000 upstream
 /// connections (docs/relay.md has the figures).

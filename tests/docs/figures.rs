@@ -1,17 +1,22 @@
-//! Every benchmark figure in the README comes from the run it cites.
+//! Every benchmark figure in the README comes from the run it cites, each
+//! from the cell this file names for it.
 //!
 //! The full run (`cargo bench --locked -p benchmark --bench
 //! futures_vs_threads`) writes `report.md`, `results.csv`, `relay.csv` and
-//! its charts; they are committed as they came in `docs/futures_vs_threads/`,
-//! the single source of the README's figures. This test reads the README's
-//! section on costs and
+//! its charts, and `-- --database` writes `database.csv` beside them; they
+//! are committed as they came in `docs/futures_vs_threads/`, the single
+//! source of the README's figures. This test
 //!
-//! - recomputes every cell of its table from the CSV files, by the rule its
-//!   row and its header state (each server's figure over gotham's);
-//! - finds a source for every other figure in the section: a number the
-//!   report prints, or a ratio or sum of two of the run's figures, at the
-//!   precision the README gives it (figures in `code` and in link targets
-//!   are commands and names, not figures, and are skipped);
+//! - recomputes every cell of the costs section's table from the CSV files,
+//!   by the rule its row and its header state (each server's figure over
+//!   gotham's), through one function, `table_cell`;
+//! - reads the figures of the section's prose, and of the README's database
+//!   paragraph, in order, and checks each against its entry in `COSTS` or
+//!   `DATABASE`: a cell (file, server, N, column), a ratio, sum or
+//!   difference of two cells, an N the run has, a line of the report, or a
+//!   constant with its reason. A figure with no entry, or one that is not
+//!   its entry's value at the precision the README gives it, fails (figures
+//!   in `code` and in link targets are commands and names, and are skipped);
 //! - checks that the chart beside the table is that run's, and names the
 //!   servers as the table does.
 
@@ -51,21 +56,6 @@ impl Csv {
             .split(" + ")
             .map(|part| part.trim().parse::<f64>().ok())
             .sum()
-    }
-
-    /// Every number of a row that the run measured, by column.
-    fn numbers(&self) -> impl Iterator<Item = (&str, u64, &str, f64)> + '_ {
-        self.rows.iter().flat_map(move |row| {
-            let n = row.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
-            self.header.iter().skip(2).filter_map(move |column| {
-                Some((
-                    row[0].as_str(),
-                    n,
-                    column.as_str(),
-                    self.value(&row[0], n, column)?,
-                ))
-            })
-        })
     }
 }
 
@@ -194,6 +184,27 @@ fn section() -> (usize, Vec<String>) {
     )
 }
 
+/// What one cell of the table must read: `server`'s figure in the row's
+/// column at N, over `base`'s (gotham's) if the row is of ratios, or as a
+/// count; `-` where the column's server has no such figure (no relay).
+/// Every cell is read through here, so a mark on a cell (how sure a ratio
+/// is, once a run has several rounds) is added in this one place.
+fn table_cell(csv: &Csv, rule: &Row, n: u64, server: Option<&str>, base: Option<&str>) -> String {
+    let Some(name) = server else {
+        return "-".to_string();
+    };
+    let base_value = base.and_then(|base| csv.value(base, n, rule.column));
+    match (csv.value(name, n, rule.column), base_value) {
+        (Some(value), _) if !rule.ratio => with_thousands(value as u64),
+        (Some(_), Some(_)) if base == Some(name) => "1".to_string(),
+        (Some(value), Some(base)) => format!("{:.2}", value / base),
+        _ => format!(
+            "(no `{}` for {name} at N = {n} in {})",
+            rule.column, csv.path
+        ),
+    }
+}
+
 /// Checks the table; its mistakes, and how many cells it checked.
 fn check_table(lines: &[String], first_line: usize, wrong: &mut Vec<String>) -> usize {
     let results = Csv::read("results.csv");
@@ -253,20 +264,8 @@ fn check_table(lines: &[String], first_line: usize, wrong: &mut Vec<String>) -> 
                  (`÷ the gotham relay's`)"
             ));
         }
-        let base = name_of("gotham").and_then(|name| csv.value(name, n, rule.column));
         for (column, shown) in header.iter().zip(&row_cells).skip(1) {
-            let expected = match name_of(column) {
-                None => "-".to_string(),
-                Some(name) => match (csv.value(name, n, rule.column), base) {
-                    (Some(value), _) if !rule.ratio => with_thousands(value as u64),
-                    (Some(_), Some(_)) if name_of("gotham") == Some(name) => "1".to_string(),
-                    (Some(value), Some(base)) => format!("{:.2}", value / base),
-                    _ => format!(
-                        "(no `{}` for {name} at N = {n} in {})",
-                        rule.column, csv.path
-                    ),
-                },
-            };
+            let expected = table_cell(csv, &rule, n, name_of(column), name_of("gotham"));
             checked += 1;
             if *shown != expected {
                 wrong.push(format!(
@@ -282,61 +281,347 @@ fn check_table(lines: &[String], first_line: usize, wrong: &mut Vec<String>) -> 
     checked
 }
 
-/// Every value the run gives a figure in prose: each number of the report,
-/// and each ratio or sum of two figures of one column at one N.
-fn sources() -> (Vec<Source>, Vec<String>) {
-    let report = pages::read(&format!("{RUN}/report.md"));
-    let mut values: Vec<Source> = report
-        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .filter_map(|word| word.trim_matches(['.', '-']).parse().ok())
-        .map(Source::Printed)
-        .collect();
-    let dates = report
-        .split(|c: char| !(c.is_ascii_digit() || c == '-'))
-        .filter(|word| is_date(word))
-        .map(str::to_string)
-        .collect();
-    let results = Csv::read("results.csv");
-    let relays = Csv::read("relay.csv");
-    let all: Vec<(&str, u64, &str, f64)> = results.numbers().chain(relays.numbers()).collect();
-    for &(server_a, n_a, column_a, a) in &all {
-        for &(server_b, n_b, column_b, b) in &all {
-            if n_a != n_b {
-                continue;
+/// A cell of one of the run's CSV files: the file, the server (its first
+/// column), N, and the column's name.
+#[derive(Clone, Copy)]
+struct Cell(&'static str, &'static str, u64, &'static str);
+
+/// Where one figure of the README's prose comes from.
+#[derive(Clone, Copy)]
+enum From {
+    Cell(Cell),
+    /// The first cell over the second.
+    Ratio(Cell, Cell),
+    Sum(Cell, Cell),
+    /// The first cell less the second.
+    Difference(Cell, Cell),
+    /// An N the file has rows for.
+    N(&'static str, u64),
+    /// The last number on the line of report.md that holds this text.
+    ReportLine(&'static str),
+    /// Text report.md prints, the figure in place of `{}`.
+    Printed(&'static str),
+    /// A figure that is not the run's: its text, and why it is what it is.
+    Constant(&'static str, &'static str),
+}
+
+const R: &str = "results.csv";
+const RELAY: &str = "relay.csv";
+const DB: &str = "database.csv";
+
+/// The figures of the costs section's prose, in the order they are read.
+const COSTS: &[From] = &[
+    // "Each bar is one server holding 10,000 clients on 2 cores ... on
+    // 2026-12-02 (5 min 17 s)": the run's N, machine, date and length.
+    From::N(R, 10_000),
+    From::Printed("{} cores"),
+    From::Printed("threads, {}"),
+    From::Printed("took {} min"),
+    From::Printed("min {} s"),
+    // "The future is tiny; HTTP is not."
+    From::ReportLine("gotham `/sleep`"),
+    From::Sum(
+        Cell(R, "futures", 10_000, "heap KiB/idle connection"),
+        Cell(R, "futures", 10_000, "heap KiB/request"),
+    ),
+    From::Cell(Cell(R, "futures", 10_000, "heap KiB/idle connection")),
+    From::Cell(Cell(R, "futures", 10_000, "heap KiB/request")),
+    From::ReportLine("hyper (its buffers, made at the first byte) and the serve loop"),
+    From::Constant(
+        "8",
+        "hyper's HTTP/1 read and write buffers, 8 KiB each (hyper's source)",
+    ),
+    From::Cell(Cell(R, "futures", 10_000, "KiB/waiting client")),
+    From::Cell(Cell(R, "futures", 10_000, "KiB/idle connection")),
+    From::Cell(Cell(R, "futures", 10_000, "memory KiB/request")),
+    // "A thread per request cost 1.92 times as much"
+    From::Ratio(
+        Cell(R, "thread-per-request", 10_000, "KiB/waiting client"),
+        Cell(R, "futures", 10_000, "KiB/waiting client"),
+    ),
+    From::Cell(Cell(R, "thread-per-request", 10_000, "KiB/waiting client")),
+    From::Cell(Cell(R, "thread-per-request", 10_000, "kernel KiB/request")),
+    From::Cell(Cell(R, "thread-per-request", 1_000, "kernel KiB/request")),
+    From::N(R, 1_000),
+    From::Cell(Cell(R, "thread-per-request", 19_500, "kernel KiB/request")),
+    From::N(R, 19_500),
+    From::Cell(Cell(R, "thread-per-request", 10_000, "peak threads")),
+    // "gotham costs about what the cheapest Rust server does"
+    From::Ratio(
+        Cell(R, "futures", 10_000, "KiB/waiting client"),
+        Cell(R, "bare-hyper", 10_000, "KiB/waiting client"),
+    ),
+    From::Difference(
+        Cell(R, "bare-hyper-holding-request", 10_000, "heap KiB/request"),
+        Cell(R, "bare-hyper", 10_000, "heap KiB/request"),
+    ),
+    From::Cell(Cell(
+        R,
+        "bare-hyper-holding-request",
+        10_000,
+        "heap KiB/request",
+    )),
+    From::Cell(Cell(R, "bare-hyper", 10_000, "heap KiB/request")),
+    // "Node.js costs less per client the more it holds"
+    From::Cell(Cell(R, "node", 1_000, "KiB/waiting client")),
+    From::N(R, 1_000),
+    From::Cell(Cell(R, "node", 19_500, "KiB/waiting client")),
+    From::N(R, 19_500),
+    // "Waiting on another server cost 2.33 times as much at N = 5,000"
+    From::Cell(Cell(
+        RELAY,
+        "gotham-relay",
+        5_000,
+        "× the example's waiting client",
+    )),
+    From::N(RELAY, 5_000),
+    From::Cell(Cell(RELAY, "gotham-relay", 5_000, "KiB/waiting request")),
+    From::Cell(Cell(R, "futures", 5_000, "KiB/waiting client")),
+];
+
+/// The figures of the README's paragraph on waiting on a database, in order.
+const DATABASE: &[From] = &[
+    // "(`cargo run --example database`, on 7880) ... one pool of 10
+    // connections ... past 10 s a `504`, no connection within 10 s a `503`"
+    From::Constant(
+        "7880",
+        "the database lesson's port (examples/database/main.rs)",
+    ),
+    From::Cell(Cell(DB, "async", 1_000, "P")),
+    From::Constant("10", "the lesson's query deadline, `Bounds::deadline`"),
+    From::Constant("10", "the lesson's pool wait, `Bounds::wait`"),
+    // "1,000 clients ... behind 10 connections held 518 threads there and
+    // 3 here, and took as long (100.2 s there, 100.3 here)"
+    From::N(DB, 1_000),
+    From::Cell(Cell(DB, "diesel", 1_000, "P")),
+    From::Cell(Cell(DB, "diesel", 1_000, "threads at most")),
+    From::Cell(Cell(DB, "async", 1_000, "threads at most")),
+    From::Cell(Cell(DB, "diesel", 1_000, "last answer s")),
+    From::Cell(Cell(DB, "async", 1_000, "last answer s")),
+];
+
+/// The run's files, read once.
+struct Run {
+    report: String,
+    files: Vec<Csv>,
+}
+
+impl Run {
+    fn read() -> Run {
+        Run {
+            report: pages::read(&format!("{RUN}/report.md")),
+            files: [R, RELAY, DB].map(Csv::read).into(),
+        }
+    }
+
+    fn cell(&self, Cell(file, server, n, column): Cell) -> Result<f64, String> {
+        let csv = self
+            .files
+            .iter()
+            .find(|csv| csv.path.ends_with(file))
+            .ok_or(format!("no {file}"))?;
+        csv.value(server, n, column).ok_or(format!(
+            "no `{column}` for {server} at N = {n} in {}",
+            csv.path
+        ))
+    }
+
+    /// Whether `figure`, as the README gives it, is what `from` says.
+    fn check(&self, figure: &str, from: From) -> Result<(), String> {
+        let number = |value: f64| -> Result<(), String> {
+            let plain = figure.replace(',', "");
+            let decimals = plain.split_once('.').map_or(0, |(_, after)| after.len());
+            if figure_matches(figure, value) {
+                Ok(())
+            } else {
+                Err(format!("the run gives {value:.decimals$}"))
             }
-            // One column across servers (gotham over bare hyper), or two
-            // columns of one server (its heap per idle connection plus per
-            // request; a relay's cost over the example's).
-            let same_column = column_a == column_b
-                || (column_a.starts_with("KiB/waiting") && column_b.starts_with("KiB/waiting"));
-            if same_column && b != 0.0 {
-                values.push(Source::Derived(a / b));
+        };
+        match from {
+            From::Cell(cell) => number(self.cell(cell)?),
+            From::Ratio(a, b) => number(self.cell(a)? / self.cell(b)?),
+            From::Sum(a, b) => number(self.cell(a)? + self.cell(b)?),
+            From::Difference(a, b) => number(self.cell(a)? - self.cell(b)?),
+            From::N(file, n) => {
+                let csv = self.files.iter().find(|csv| csv.path.ends_with(file));
+                let has = csv.is_some_and(|csv| csv.rows.iter().any(|row| row[1] == n.to_string()));
+                match (has, figure == with_thousands(n)) {
+                    (true, true) => Ok(()),
+                    (false, _) => Err(format!("{file} has no rows at N = {n}")),
+                    (true, false) => Err(format!("its entry is N = {}", with_thousands(n))),
+                }
             }
-            if server_a == server_b && column_a != column_b {
-                values.push(Source::Derived(a + b));
+            From::ReportLine(text) => {
+                let line = self
+                    .report
+                    .lines()
+                    .find(|line| line.contains(text))
+                    .ok_or(format!("report.md has no line with `{text}`"))?;
+                let after = &line[line.find(text).unwrap_or(0) + text.len()..];
+                let last = after
+                    .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                    .filter_map(|word| word.trim_matches('.').parse::<f64>().ok())
+                    .next()
+                    .ok_or(format!(
+                        "report.md's line with `{text}` has no number after it"
+                    ))?;
+                number(last)
+            }
+            From::Printed(text) => {
+                let printed = text.replace("{}", figure);
+                if self.report.contains(&printed) {
+                    Ok(())
+                } else {
+                    Err(format!("report.md does not print `{printed}`"))
+                }
+            }
+            From::Constant(text, reason) => {
+                if figure == text {
+                    Ok(())
+                } else {
+                    Err(format!("its entry is the constant {text} ({reason})"))
+                }
             }
         }
     }
-    (values, dates)
 }
 
-/// A value a figure may come from: one the report prints, or one worked
-/// out from two of them.
-#[derive(Clone, Copy)]
-enum Source {
-    Printed(f64),
-    Derived(f64),
+/// Whether `figure` reads `value` at the precision it is given: `1.11` is
+/// 1.113 but not 1.118; `5,029` is 5029 exactly.
+fn figure_matches(figure: &str, value: f64) -> bool {
+    let plain = figure.replace(',', "");
+    let decimals = plain.split_once('.').map_or(0, |(_, after)| after.len());
+    if decimals == 0 {
+        value.fract() == 0.0 && format!("{value:.0}") == plain
+    } else {
+        format!("{value:.decimals$}") == plain
+    }
 }
 
-fn is_date(word: &str) -> bool {
-    word.len() == 10
-        && word.char_indices().all(|(at, c)| {
-            if at == 4 || at == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
+/// Checks `figures` (line index within `first_line`'s text, figure) one by
+/// one against `entries`, in order; the mistakes go to `wrong`.
+fn check_in_order(
+    run: &Run,
+    what: &str,
+    first_line: usize,
+    figures: &[(usize, String)],
+    entries: &[From],
+    wrong: &mut Vec<String>,
+) {
+    for (at, (offset, figure)) in figures.iter().enumerate() {
+        let line = first_line + offset;
+        let Some(&from) = entries.get(at) else {
+            wrong.push(format!(
+                "README.md line {line}: `{figure}` ({what}'s figure {}) has no entry: add one \
+                 in tests/docs/figures.rs, in the order the figures are read, naming its cell \
+                 (file, server, N, column), or the constant and its reason; a learner page gets \
+                 the figure and its command, docs/maintaining.md the run's record",
+                at + 1
+            ));
+            continue;
+        };
+        if let Err(why) = run.check(figure, from) {
+            wrong.push(format!(
+                "README.md line {line}: `{figure}` ({what}'s figure {}): {why}; take it from \
+                 the run, or mend the entry (the entries follow the figures in order)",
+                at + 1
+            ));
+        }
+    }
+    if entries.len() > figures.len() {
+        wrong.push(format!(
+            "README.md: {what} has {} figures and {} entries: take out the entries of the \
+             figures taken out",
+            figures.len(),
+            entries.len()
+        ));
+    }
+}
+
+/// Checks docs/database.md's first comparison table (the main run, N and P
+/// as `DATABASE`'s entries) against `database.csv`, cell by cell; the
+/// mistakes go to `wrong`, and the count of cells checked is returned.
+fn check_database_table(run: &Run, wrong: &mut Vec<String>) -> usize {
+    const PAGE: &str = "docs/database.md";
+    let text = pages::read(PAGE);
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(head) = lines
+        .iter()
+        .position(|line| line.starts_with("| way | answers |"))
+    else {
+        wrong.push(format!(
+            "{PAGE} has no table whose header starts `| way | answers |`"
+        ));
+        return 0;
+    };
+    let Some(csv) = run.files.iter().find(|csv| csv.path.ends_with(DB)) else {
+        return 0;
+    };
+    let columns = [
+        ("answers", ""),
+        ("last answer s", " s"),
+        ("threads at most", ""),
+        ("peak RSS MiB", " MiB"),
+        ("a hang-up mid-query", ""),
+    ];
+    let mut checked = 0;
+    for (offset, line) in lines[head + 2..].iter().enumerate() {
+        if !line.starts_with('|') {
+            break;
+        }
+        let shown = cells(line);
+        let way = shown[0].split(' ').next().unwrap_or_default();
+        let Some(row) = csv
+            .rows
+            .iter()
+            .find(|row| row[0] == way && row[1] == "1000")
+        else {
+            wrong.push(format!(
+                "{PAGE} line {}: no row for `{way}` at N = 1000 in {DB}",
+                head + 3 + offset
+            ));
+            continue;
+        };
+        for (at, (column, unit)) in columns.iter().enumerate() {
+            let Some(index) = csv.header.iter().position(|name| name == column) else {
+                wrong.push(format!("{DB} has no column `{column}`"));
+                continue;
+            };
+            // The file joins answers with `and` and keeps commas out of cells.
+            let mut value = row[index].replace(';', ",");
+            if *column == "answers" {
+                value = value.replace(" and ", ", ");
             }
-        })
+            let expected = format!("{value}{unit}");
+            checked += 1;
+            if shown.get(at + 1) != Some(&expected) {
+                wrong.push(format!(
+                    "{PAGE} line {}, row `{way}`, column `{column}`: it says {:?}, {DB} gives {expected:?}",
+                    head + 3 + offset,
+                    shown.get(at + 1)
+                ));
+            }
+        }
+    }
+    checked
+}
+
+/// The README's paragraph on waiting on a database (from its bold start to
+/// the blank line after it), with the line number of its first line.
+fn database_paragraph() -> (usize, String) {
+    let readme = pages::read("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let start = lines
+        .iter()
+        .position(|line| line.starts_with("**Waiting on a database**"))
+        .unwrap_or_else(|| {
+            panic!("README.md has no paragraph starting `**Waiting on a database**`")
+        });
+    let end = lines[start..]
+        .iter()
+        .position(|line| line.trim().is_empty())
+        .map_or(lines.len(), |at| start + at);
+    (start + 1, lines[start..end].join("\n"))
 }
 
 /// The figures of some prose, each with the index of its line, leaving out
@@ -367,37 +652,30 @@ fn figures_in(prose: &str) -> Vec<(usize, String)> {
     let mut figures = Vec::new();
     let mut current = String::new();
     let mut line = 0;
+    // A number glued to a letter before it (`p99`, `E0382`) is part of a
+    // name, not a figure.
+    let mut in_word = false;
+    let mut previous = ' ';
     for c in text.chars().chain([' ']) {
         let continues =
             c.is_ascii_digit() || (!current.is_empty() && (c == ',' || c == '.' || c == '-'));
         if continues {
+            if current.is_empty() {
+                in_word = previous.is_alphabetic();
+            }
             current.push(c);
         } else if !current.is_empty() {
-            figures.push((line, current.trim_end_matches([',', '.', '-']).to_string()));
+            if !in_word {
+                figures.push((line, current.trim_end_matches([',', '.', '-']).to_string()));
+            }
             current.clear();
         }
+        previous = c;
         if c == '\n' {
             line += 1;
         }
     }
     figures
-}
-
-fn has_source(figure: &str, values: &[Source], dates: &[String]) -> bool {
-    if is_date(figure) {
-        return dates.iter().any(|date| date == figure);
-    }
-    let plain = figure.replace(',', "");
-    let decimals = plain.split_once('.').map_or(0, |(_, after)| after.len());
-    // A whole number must be one the run printed as it is: a small integer
-    // rounds from too many values, or adds up from two, to say anything.
-    values.iter().any(|source| match *source {
-        Source::Printed(value) if decimals == 0 => {
-            value.fract() == 0.0 && value.to_string() == plain
-        }
-        Source::Derived(_) if decimals == 0 => false,
-        Source::Printed(value) | Source::Derived(value) => format!("{value:.decimals$}") == plain,
-    })
 }
 
 #[test]
@@ -406,8 +684,7 @@ fn every_figure_of_the_readme_is_the_one_its_run_wrote() {
     let mut wrong = Vec::new();
     let table_cells = check_table(&lines, first_line, &mut wrong);
 
-    let (values, dates) = sources();
-    let mut in_prose = 0;
+    let run = Run::read();
     // Table rows blanked, so that line numbers stay those of the page.
     let prose: Vec<&str> = lines
         .iter()
@@ -419,22 +696,36 @@ fn every_figure_of_the_readme_is_the_one_its_run_wrote() {
             }
         })
         .collect();
-    for (offset, figure) in figures_in(&prose.join("\n")) {
-        in_prose += 1;
-        if !has_source(&figure, &values, &dates) {
-            wrong.push(format!(
-                "README.md line {}: `{figure}` has no source in {RUN}/report.md, results.csv \
-                 or relay.csv (a number printed there, or the ratio or sum of two of the run's \
-                 figures): take it from the run, or move a figure that is not the benchmark's \
-                 out of this section",
-                first_line + offset
-            ));
-        }
-    }
+    let costs = figures_in(&prose.join("\n"));
+    check_in_order(
+        &run,
+        "the costs section",
+        first_line,
+        &costs,
+        COSTS,
+        &mut wrong,
+    );
+    let (database_line, paragraph) = database_paragraph();
+    let database = figures_in(&paragraph);
+    check_in_order(
+        &run,
+        "the database paragraph",
+        database_line,
+        &database,
+        DATABASE,
+        &mut wrong,
+    );
+    let in_prose = costs.len() + database.len();
+    let database_cells = check_database_table(&run, &mut wrong);
 
     let report = pages::read(&format!("{RUN}/report.md"));
     let chart = pages::read(&format!("{RUN}/waiting_client.svg"));
-    let date = dates.first().cloned().unwrap_or_default();
+    let date = report
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(", ").next())
+        .unwrap_or_default()
+        .to_string();
     if !chart.contains(&date) || !report.lines().next().unwrap_or("").contains(&date) {
         wrong.push(format!(
             "{RUN}/waiting_client.svg does not name the run's date ({date}): copy the chart \
@@ -460,37 +751,29 @@ fn every_figure_of_the_readme_is_the_one_its_run_wrote() {
         ));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    assert!(table_cells > 0 && in_prose > 0, "nothing was checked");
+    assert!(
+        table_cells > 0 && in_prose > 0 && database_cells > 0,
+        "nothing was checked"
+    );
     println!(
         "{} figures of README.md checked against {RUN}/: {table_cells} table cells, {in_prose} \
-         in prose",
+         in prose, each against its own entry; {database_cells} cells of docs/database.md's \
+         table against {DB}",
         table_cells + in_prose
     );
 }
 
 #[test]
-fn a_figure_is_found_only_at_the_precision_it_is_given() {
-    let values = [
-        Source::Printed(21.04),
-        Source::Derived(1.1043),
-        Source::Printed(10000.0),
-        Source::Derived(3.0),
-    ];
-    let dates = ["2026-12-02".to_string()];
-    assert!(has_source("21.0", &values, &dates));
-    assert!(has_source("1.10", &values, &dates));
-    assert!(has_source("10,000", &values, &dates));
-    assert!(has_source("2026-12-02", &values, &dates));
-    assert!(!has_source("21.1", &values, &dates));
-    assert!(!has_source("1.11", &values, &dates));
-    assert!(!has_source("2026-12-01", &values, &dates));
-    assert!(!has_source("21", &values, &dates), "a whole number rounded");
-    assert!(
-        !has_source("3", &values, &dates),
-        "a whole number worked out"
+fn a_figure_matches_its_value_only_at_the_precision_it_is_given() {
+    assert!(figure_matches("21.0", 21.04));
+    assert!(figure_matches("1.10", 1.1043));
+    assert!(figure_matches("10,000", 10000.0));
+    assert!(!figure_matches("21.1", 21.04));
+    assert!(!figure_matches("1.11", 1.1043));
+    assert!(!figure_matches("21", 21.04), "a whole number rounded");
+    let figures = figures_in(
+        "at N = 10,000, 1.10 times, `cargo\nbench --n 5000` [a](x/2.svg)\n4 min 24 s, p99.",
     );
-    let figures =
-        figures_in("at N = 10,000, 1.10 times, `cargo\nbench --n 5000` [a](x/2.svg)\n4 min 24 s.");
     let expected = [(0, "10,000"), (0, "1.10"), (2, "4"), (2, "24")];
     assert_eq!(
         figures,

@@ -8,7 +8,7 @@
 //! with close-on-exec cleared, and a test process that starts children
 //! copies its descriptors into every one until it replaces itself, so these
 //! tests would hand their socket to the children of tests beside them (a
-//! flake of that kind is in docs/testing.md). The copy to descriptor 3 is
+//! flake of that kind is in docs/maintaining.md). The copy to descriptor 3 is
 //! made in the child only, and `LISTEN_PID` is set by a shell that then
 //! replaces itself with the example (`sh -c 'LISTEN_PID=$$ exec ...'`), so
 //! nothing changes the environment of this multi-threaded process.

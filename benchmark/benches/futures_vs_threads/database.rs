@@ -49,12 +49,21 @@ struct Measured {
     after_hang_up: String,
 }
 
+/// The comparison's columns in `database.csv`, keyed as `results.csv` is:
+/// the way first, then N (and P and the wait, which a row also depends on).
+const HEADER: &str = "way,N,P,pool wait s,answers,last answer s,threads at most,\
+peak RSS MiB,a hang-up mid-query";
+
 /// Runs the comparison with `n` clients and a pool of `pool`, and returns
-/// its table, or why it cannot run here.
+/// its table, and its rows for `database.csv`; or why it cannot run here.
 ///
 /// The pool wait is N/P seconds and 20 more unless `wait` gives one: a
 /// shorter one shows what each way answers when the wait runs out.
-pub async fn compare(n: usize, pool: usize, wait: Option<Duration>) -> Result<String, String> {
+pub async fn compare(
+    n: usize,
+    pool: usize,
+    wait: Option<Duration>,
+) -> Result<(String, Vec<String>), String> {
     let Some(postgres) = Postgres::start().await else {
         return Err("PostgreSQL's server binaries are not installed (package `postgresql`)".into());
     };
@@ -98,7 +107,50 @@ pub async fn compare(n: usize, pool: usize, wait: Option<Duration>) -> Result<St
         // end before the next server, so each starts on an idle database.
         wait_for_no_sleeps(&watcher).await;
     }
-    Ok(markdown(&rows, n, pool, wait))
+    Ok((
+        markdown(&rows, n, pool, wait),
+        csv_rows(&rows, n, pool, wait),
+    ))
+}
+
+/// The rows of one comparison as `database.csv` lines (a cell never holds
+/// a comma: the answers are joined with `and`).
+fn csv_rows(rows: &[Measured], n: usize, pool: usize, wait: Duration) -> Vec<String> {
+    rows.iter()
+        .map(|row| {
+            let answers: Vec<String> = row
+                .statuses
+                .iter()
+                .map(|(status, count)| format!("{count} × {status}"))
+                .collect();
+            format!(
+                "{},{n},{pool},{},{},{:.1},{},{:.1},{}",
+                row.way,
+                wait.as_secs(),
+                answers.join(" and "),
+                row.last_answer.as_secs_f64(),
+                row.threads,
+                row.peak_rss_kib as f64 / 1024.0,
+                row.after_hang_up.replace(',', ";")
+            )
+        })
+        .collect()
+}
+
+/// `database.csv` with `new` rows in it: a row of the file with the same
+/// way, N, P and wait as a new one is replaced, any other kept, so that the
+/// main comparison and a shorter wait's live in one file.
+pub fn merged_csv(old: &str, new: &[String]) -> String {
+    let key = |line: &str| line.splitn(5, ',').take(4).collect::<Vec<_>>().join(",");
+    let mut lines = vec![HEADER.to_string()];
+    lines.extend(
+        old.lines()
+            .skip(1)
+            .filter(|line| !line.is_empty() && new.iter().all(|row| key(row) != key(line)))
+            .map(str::to_string),
+    );
+    lines.extend(new.iter().cloned());
+    lines.join("\n") + "\n"
 }
 
 /// Asks `path` on a connection of its own; the status, or why there is none.

@@ -143,7 +143,7 @@ fn main() {
             std::time::Duration::from_secs(s.parse().expect("--wait takes whole seconds"))
         });
         probe::raise_descriptor_limit();
-        runtime.block_on(database_run(n, pool, wait, &out_dir.join("database")));
+        runtime.block_on(database_run(n, pool, wait, &out_dir));
     } else if full && args.iter().any(|arg| arg == "--relays") {
         runtime.block_on(relays_run(out_dir.join("relays")));
     } else if full {
@@ -235,25 +235,35 @@ async fn full_run(out_dir: PathBuf) {
         took % 60
     );
     write_report(&runs, &sizes::measure(), &out_dir, &about);
-    database_run(database::N, database::POOL, None, &out_dir.join("database")).await;
+    database_run(database::N, database::POOL, None, &out_dir).await;
 }
 
-/// The database comparison alone (`--database`), its table on stdout and
-/// in `report.md`.
+/// The database comparison (`--database`, and after the full run): its
+/// table on stdout and in `database/report.md`, and its rows in
+/// `database.csv` beside the full run's CSV files, whose figures the
+/// README's database paragraph and docs/database.md cite.
 async fn database_run(
     n: usize,
     pool: usize,
     wait: Option<std::time::Duration>,
     out_dir: &std::path::Path,
 ) {
-    let table = match database::compare(n, pool, wait).await {
-        Ok(table) => table,
-        Err(why) => format!("\nThe database comparison could not run here: {why}\n"),
+    let (table, rows) = match database::compare(n, pool, wait).await {
+        Ok(done) => done,
+        Err(why) => (
+            format!("\nThe database comparison could not run here: {why}\n"),
+            Vec::new(),
+        ),
     };
     let document = format!("{}\n{table}", machine_description());
     println!("{document}");
-    std::fs::create_dir_all(out_dir).expect("the output folder");
-    std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
+    std::fs::create_dir_all(out_dir.join("database")).expect("the output folder");
+    std::fs::write(out_dir.join("database").join("report.md"), &document).expect("report.md");
+    if !rows.is_empty() {
+        let csv = out_dir.join("database.csv");
+        let old = std::fs::read_to_string(&csv).unwrap_or_default();
+        std::fs::write(&csv, database::merged_csv(&old, &rows)).expect("database.csv");
+    }
     eprintln!("written to {}", out_dir.display());
 }
 
