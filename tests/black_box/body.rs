@@ -181,3 +181,104 @@ async fn the_body_lesson_refuses_get_on_its_routes_body_or_not() {
         "{answer}"
     );
 }
+
+/// Open files the lesson may have under pressure, as in `descriptors.rs`.
+const DESCRIPTOR_LIMIT: u64 = 64;
+/// Clients trickling a body in: more than the lesson can hold.
+const TRICKLERS: usize = 120;
+
+/// Sends a `/digest` head and one body byte, then another byte every
+/// 500 ms, until the server closes or 30 s pass: a slow-body client.
+async fn trickle(addr: std::net::SocketAddr) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        return;
+    };
+    let head = "POST /digest HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nx";
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if stream.write_all(b"x").await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn out_of_descriptors_requests_trickling_their_bodies_give_way_and_busy_handlers_stay() {
+    let mut server = start_body_lesson(Some(DESCRIPTOR_LIMIT));
+    // A handler doing its own waiting (a pause after each frame, its body
+    // all sent) must not be taken for one waiting on its client.
+    // It waits on its client first (its body comes 300 ms after its head),
+    // then on itself.
+    let mut pausing = TcpStream::connect(server.addr).await.expect("connects");
+    pausing
+        .write_all(
+            b"POST /digest?pause_ms=1200 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .expect("sends the head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pausing
+        .write_all(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
+        .await
+        .expect("sends the body");
+    let pausing = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), pausing.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    let tricklers: Vec<_> = (0..TRICKLERS)
+        .map(|_| tokio::spawn(trickle(server.addr)))
+        .collect();
+    // Every one accepted is a second behind its body's minimum rate.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let json = r#"{"seconds":0}"#;
+    let asked = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        raw_exchange_owned(
+            server.addr,
+            format!(
+                "POST /sleep HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+                json.len()
+            )
+            .into_bytes()
+            .leak(),
+        ),
+    )
+    .await;
+    let waited = asked.elapsed();
+    let answer = answer.unwrap_or_else(|_| {
+        panic!("an honest client was not answered within 5 s (a body's 408 comes after 20 s)")
+    });
+    assert!(
+        answer.ends_with("\r\n\r\nslept for 0 seconds\n"),
+        "after {waited:?}: {answer}"
+    );
+    let paused = pausing.await.expect("the pausing client's task");
+    assert!(
+        paused.ends_with(
+            "\r\n\r\n3 bytes, sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
+        ),
+        "the handler pausing between frames was not answered in full: {paused}"
+    );
+    for trickler in tricklers {
+        trickler.abort();
+    }
+    let stderr = server.stop_for_stderr().await;
+    assert!(
+        stderr.contains("out of descriptors: closed "),
+        "no line about connections closed to make room (honest client waited {waited:?}): {stderr}"
+    );
+}
+
+/// `raw_exchange` as text, for a spawned task.
+async fn raw_exchange_owned(addr: std::net::SocketAddr, bytes: &'static [u8]) -> String {
+    String::from_utf8_lossy(&raw_exchange(addr, bytes).await).into_owned()
+}
