@@ -398,3 +398,62 @@ async fn get_and_other_paths_get_the_manners_405_and_404() {
         "there is nothing at /nowhere: the paths here are /sleep and /digest\n"
     );
 }
+
+/// The kernel's smallest socket buffers, asked for on both ends (Linux
+/// doubles the figure and keeps a floor of a few KiB).
+const SMALL_BUFFER: usize = 4096;
+
+#[tokio::test]
+async fn a_slow_reader_makes_the_clients_sends_wait() {
+    // The lesson's accepted sockets inherit the listener's receive buffer.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    listener
+        .set_recv_buffer_size(SMALL_BUFFER)
+        .expect("a small receive buffer");
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    listener.bind(&addr.into()).expect("binds");
+    listener.listen(16).expect("listens");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let listener = TcpListener::from_std(listener.into()).expect("a tokio listener");
+    let addr = listener.local_addr().expect("has an address");
+    let new_service = |client| GothamService {
+        router: router(),
+        client,
+    };
+    tokio::spawn(serve_with(
+        listener,
+        new_service,
+        Limits::default(),
+        futures::stream::pending(),
+    ));
+
+    let client = tokio::net::TcpSocket::new_v4().expect("a socket");
+    client
+        .set_send_buffer_size(SMALL_BUFFER as u32)
+        .expect("a small send buffer");
+    let mut stream = client.connect(addr).await.expect("connects");
+    const OFFERED: usize = 64 << 20;
+    let head = format!(
+        "POST /digest?pause_ms=10000 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {OFFERED}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("sends");
+    // The handler takes a frame and pauses 10 s: from then on nothing reads
+    // the socket, and the client can send only what the buffers hold.
+    let chunk = vec![b'x'; 64 << 10];
+    let mut sent = 0;
+    while sent < OFFERED {
+        match tokio::time::timeout(Duration::from_millis(500), stream.write(&chunk)).await {
+            Ok(Ok(written)) => sent += written,
+            Ok(Err(error)) => panic!("the send failed after {sent} bytes: {error}"),
+            // Half a second without room for a byte: the sends wait.
+            Err(_) => break,
+        }
+    }
+    // The two kernel buffers, hyper's read buffer (at most about 400 KiB)
+    // and the frame the handler holds: well under a MiB.
+    assert!(
+        sent < 1 << 20,
+        "{sent} of {OFFERED} bytes went through while the handler paused"
+    );
+}
