@@ -291,16 +291,18 @@ async fn expect_100_continue_within_the_bound_gets_continue_then_the_answer() {
 async fn a_body_that_stops_coming_gets_a_408_after_10_seconds() {
     let addr = start().await;
     let began = Instant::now();
-    // 100 bytes announced, 3 sent, then silence with the connection open.
-    let answer = exchange(
-        addr,
-        &post(
-            "/sleep",
-            "Content-Type: application/json\r\nContent-Length: 100\r\n",
-            b"{\"s",
-        ),
-    )
-    .await;
+    // 100 bytes announced, 3 sent, then silence with the connection open,
+    // and no `Connection: close`: the server closes it of itself.
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = "POST /sleep HTTP/1.1\r\nHost: localhost\r\n\
+                   Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"s";
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("reads");
+    let answer = String::from_utf8_lossy(&answer);
     assert_eq!(status(&answer), "HTTP/1.1 408 Request Timeout", "{answer}");
     assert_eq!(
         body(&answer),
@@ -341,23 +343,26 @@ async fn digest_earns_a_second_for_each_500_bytes_received() {
 async fn digests_own_pauses_do_not_count_against_the_body() {
     let addr = start().await;
     let began = Instant::now();
-    // Three frames, each followed by a 10 s pause: 30 s of the handler's
-    // own waiting, past the 20 s a body gets, and no 408.
-    let answer = exchange(
-        addr,
-        &post(
-            "/digest?pause_ms=10000",
-            "Transfer-Encoding: chunked\r\n",
-            b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n",
-        ),
-    )
-    .await;
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let head = "POST /digest?pause_ms=10000 HTTP/1.1\r\nHost: localhost\r\n\
+                Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("sends");
+    // A frame every 15 s, and the handler pauses 10 s after each: it
+    // waits 5 s for each of the next three (15 s of the 20 s a body gets),
+    // and 45 s go by in all.
+    for part in ["1\r\na\r\n", "1\r\nb\r\n", "1\r\nc\r\n", "0\r\n\r\n"] {
+        if part != "1\r\na\r\n" {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+        stream.write_all(part.as_bytes()).await.expect("sends");
+    }
+    let answer = read_to_close(&mut stream).await;
     assert_eq!(
         body(&answer),
         "3 bytes, sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n",
         "{answer}"
     );
-    assert!(began.elapsed() >= Duration::from_secs(30));
+    assert!(began.elapsed() >= Duration::from_secs(45));
 }
 
 #[tokio::test(start_paused = true)]
