@@ -23,6 +23,8 @@
 //! - hyper's buffers are made only once a client has sent a byte, and a
 //!   waiting request does not keep them (`detach_head`), so what a waiting
 //!   client costs is close to what bare hyper's costs;
+//! - a connection's read buffer grows to 128 KiB at most, not hyper's
+//!   400 KiB, so uploads read slowly keep memory flat;
 //! - out of descriptors, it closes the connection idle the longest to make
 //!   room for a new client, but never a request in flight, nor a connection
 //!   idle for under a second or with a request waiting unread; with none to
