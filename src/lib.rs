@@ -22,6 +22,9 @@ pub mod serve;
 #[doc = include_str!("../README.md")]
 pub struct Readme;
 #[cfg(doctest)]
+#[doc = include_str!("../docs/body.md")]
+pub struct Body;
+#[cfg(doctest)]
 #[doc = include_str!("../docs/database.md")]
 pub struct Database;
 #[cfg(doctest)]
