@@ -198,6 +198,30 @@ async fn a_content_length_over_the_bound_gets_a_413_before_any_body_is_sent() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_client_still_uploading_when_the_413_comes_can_read_it_after_its_send_fails() {
+    let addr = start().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let head = "POST /sleep HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                Content-Length: 4000000\r\n\r\n";
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("sends the head");
+    // The server answers from the head and closes with the body unread:
+    // the kernel resets the connection, and this send fails part way
+    // (or, with buffers large enough, succeeds).
+    let _ = stream.write_all(&vec![b' '; 4_000_000]).await;
+    // On Linux the answer that arrived before the reset can still be read.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{answer}"
+    );
+}
+
 /// `count` chunks of `size` bytes each, then the last chunk.
 fn chunked(count: usize, size: usize) -> Vec<u8> {
     let mut body = Vec::new();
