@@ -10,6 +10,7 @@
 //!     http://127.0.0.1:7881/sleep
 //! slept for 1 seconds
 //! $ curl --data-binary @Cargo.lock http://127.0.0.1:7881/digest
+//! N bytes, sha256 HEX                                    # as sha256sum says
 //! ```
 //!
 //! - `POST /sleep` takes `{"seconds": N}` as JSON and then does what
