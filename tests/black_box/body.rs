@@ -169,6 +169,25 @@ async fn the_main_program_ignores_a_gets_body_and_reads_the_next_request_after_i
 }
 
 #[tokio::test]
+async fn the_relay_ignores_a_gets_body_and_reads_the_next_request_after_it() {
+    let upstream = Server::start();
+    let relay =
+        crate::relay::start_relay(&upstream.addr.to_string(), Duration::from_secs(10)).await;
+    let answer = raw_exchange(
+        relay,
+        b"GET /relay?seconds=0 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello\
+GET /relay?seconds=0 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(
+        answer.matches("slept for 0 seconds\n").count(),
+        2,
+        "the body was not skipped as a body: {answer}"
+    );
+}
+
+#[tokio::test]
 async fn the_body_lesson_refuses_get_on_its_routes_body_or_not() {
     let server = start_body_lesson(None);
     let answer = raw_exchange(server.addr, GET_WITH_A_BODY_THEN_ANOTHER).await;
