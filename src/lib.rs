@@ -1,8 +1,9 @@
 //! What the example's programs share: the serve loop, and HTTP's manners.
 //!
 //! `src/main.rs` (run with `cargo run`), `examples/relay/` (`cargo run
-//! --example relay`) and `examples/database/` (`cargo run --example
-//! database`) each build a gotham `Router` and hand it to
+//! --example relay`), `examples/database/` (`cargo run --example
+//! database`) and `examples/body/` (`cargo run --example body`) each build
+//! a gotham `Router` and hand it to
 //! `serve::listen_and_serve`, which binds the address (or takes the socket
 //! a service manager hands over), says where it listens, and serves until
 //! Ctrl-C. The lessons are in those programs; this library is the plumbing
@@ -20,6 +21,9 @@ pub mod serve;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct Readme;
+#[cfg(doctest)]
+#[doc = include_str!("../docs/body.md")]
+pub struct Body;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/database.md")]
 pub struct Database;

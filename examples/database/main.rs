@@ -64,7 +64,8 @@ mod postgres;
 pub use postgres::{Bounds, Database, Failure, CONNECTIONS};
 
 /// Where the program listens when no address is given: next to the
-/// example (7878) and the relay (7879), so all three can run at once.
+/// example (7878) and the relay (7879), and the body lesson (7881) after
+/// it, so all four can run at once.
 const DEFAULT_ADDR: &str = "127.0.0.1:7880";
 
 /// The database when `DATABASE_URL` is not set: PostgreSQL's socket in

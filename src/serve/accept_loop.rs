@@ -38,6 +38,16 @@ impl Accept for TcpListener {
     }
 }
 
+/// How large hyper lets a connection's read buffer grow: 128 KiB, not its
+/// default of about 400 KiB. hyper starts at 8 KiB and doubles the buffer
+/// while reads fill it, as a fast upload's do; a frame it hands a handler
+/// is a slice of the buffer and keeps it alive, so a handler that holds a
+/// frame while it pauses costs up to two buffers. With the default, 100
+/// uploads to the body lesson's slowest `/digest` peaked at 100.4 MiB;
+/// with this, at 39.3 MiB (docs/body.md). It also bounds a request head,
+/// a limit no sane head meets (a 64 KiB URI is refused first, with a 414).
+const READ_BUFFER_AT_MOST: usize = 128 * 1024;
+
 /// How long the accept loop goes without closing an idle connection before
 /// it reports how many it closed.
 const SHEDDING_REPORT_AFTER: Duration = Duration::from_secs(1);
@@ -68,7 +78,8 @@ where
     // hyper's deadline covers the heads after the first; `serve_connection`
     // below times the first one from the moment of accepting.
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_deadline);
+        .header_read_timeout(limits.header_deadline)
+        .max_buf_size(READ_BUFFER_AT_MOST);
 
     let mut stop = stop;
     let in_flight = Arc::new(AtomicUsize::new(0));

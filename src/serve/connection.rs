@@ -1,15 +1,20 @@
 //! One connection's life, from its accepting to its end: waiting for the
 //! client's first byte, handing the socket to hyper, and closing it when
 //! the deadline passes, when it is picked to make room, or when the server
-//! stops. Also the router as the hyper service each connection calls.
+//! stops. Also the router as the hyper service each connection calls, and
+//! the request body it hands the router, which tells the connection's place
+//! when the handler waits on the client (`WatchedBody`).
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use gotham::hyper::body::{Body, Incoming};
+use gotham::bytes::Bytes;
+use gotham::hyper::body::{Body, Frame, Incoming, SizeHint};
 use gotham::hyper::header::{HeaderMap, HeaderValue};
 use gotham::hyper::server::conn::http1;
 use gotham::hyper::service::Service;
@@ -22,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::idle::{IdlePlace, Tracked};
+use super::idle::{BodyWatch, IdlePlace, Tracked};
 
 /// What hyper needs an error to be convertible into.
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,11 +46,101 @@ impl Service<Request<Incoming>> for GothamService {
     type Error = gotham::anyhow::Error;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        // The serve loop's `Tracked` puts the connection's place there.
+        let watch = request.extensions_mut().remove::<BodyWatch>();
+        let request = request.map(|body| WatchedBody::new(body, watch));
         let state = State::from_request(detach_head(request), self.client);
         // `call_handler` turns a handler's panic into a 500, which needs the
         // promise that `State` is fine to use after one.
         call_handler(self.router.clone(), AssertUnwindSafe(state)).boxed()
+    }
+}
+
+/// The rate of body bytes at which a request waiting on its body stays
+/// busy: Apache's `mod_reqtimeout` default (`MinRate=500`), also the body
+/// lesson's.
+const BODY_MIN_RATE: u64 = 500;
+
+/// A request's body that tells the connection's place when the handler
+/// waits for bytes the client has not sent, so that out of descriptors a
+/// request trickling its body in can make room as an idle connection can.
+///
+/// The wait is seen where it happens: hyper's body answers `Pending` to a
+/// handler that asks for a frame that has not come. Between frames, the
+/// handler works or waits on something of its own (a timer, a database)
+/// and is busy, as every request in flight is.
+///
+/// When the request counts as idle from: a byte at a time, each frame
+/// would start a new idle spell, and a client that sends a byte every
+/// 900 ms would never be idle for the second the rule asks. So the body
+/// earns time instead: it is behind from its first poll, and each byte
+/// moves that instant on by 1/500 s, never past now. A body that keeps
+/// coming at 500 bytes a second or more is never a second behind; one
+/// that trickles falls behind within a second, however it spaces its
+/// bytes, as a head that trickles in does.
+struct WatchedBody<B> {
+    inner: B,
+    watch: Option<BodyWatch>,
+    /// The instant the body counts as idle from, once first polled.
+    behind_since: Option<Instant>,
+}
+
+impl<B> WatchedBody<B> {
+    fn new(inner: B, watch: Option<BodyWatch>) -> WatchedBody<B> {
+        WatchedBody {
+            inner,
+            watch,
+            behind_since: None,
+        }
+    }
+}
+
+impl<B> Body for WatchedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(context);
+        let Some(BodyWatch(place)) = &this.watch else {
+            return polled;
+        };
+        let now = Instant::now();
+        let behind_since = *this.behind_since.get_or_insert(now);
+        match &polled {
+            Poll::Pending => place.body_wait_began(behind_since),
+            Poll::Ready(Some(Ok(frame))) => {
+                place.body_wait_ended();
+                let bytes = frame.data_ref().map_or(0, Bytes::len) as u64;
+                let earned = Duration::from_secs(bytes) / BODY_MIN_RATE as u32;
+                this.behind_since = Some((behind_since + earned).min(now));
+            }
+            Poll::Ready(_) => place.body_wait_ended(),
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for WatchedBody<B> {
+    fn drop(&mut self) {
+        if let Some(BodyWatch(place)) = &self.watch {
+            place.body_wait_ended();
+        }
     }
 }
 
@@ -176,7 +271,13 @@ pub(super) async fn serve_connection<S, B>(
             () = place.shed.notified(), if !closing => {
                 if !place.picked_for_shedding() {
                     // Since it was picked, it has taken a request or its
-                    // first byte: it stays.
+                    // first byte, or its body's bytes came: it stays.
+                } else if place.waiting_on_body() {
+                    // A handler waiting on a body that does not come: the
+                    // client is the one holding the descriptor. Dropping
+                    // the connection drops the handler's future.
+                    place.closed_to_make_room();
+                    return;
                 } else if !place.had_request() {
                     // Part of a head, and nothing to finish.
                     place.closed_to_make_room();

@@ -1,6 +1,7 @@
-//! The idle bookkeeping: which connections have no request in flight, and
-//! since when, so that out of descriptors the accept loop can close the one
-//! idle the longest; and the count of requests in flight, which keeps each
+//! The idle bookkeeping: which connections have no request in flight, or
+//! one whose handler waits for body bytes that have not come, and since
+//! when, so that out of descriptors the accept loop can close the one idle
+//! the longest; and the count of requests in flight, which keeps each
 //! connection's place right and feeds the shutdown lines.
 
 use std::collections::BTreeMap;
@@ -10,15 +11,21 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use gotham::hyper::service::Service;
+use gotham::hyper::Request;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// The connections with no request in flight, longest idle first.
 ///
-/// A connection takes a turn number each time its idle second starts anew
-/// (when it is accepted, at its first byte, and when an answer is done), so
-/// the smallest number is the one idle the longest. A `BTreeMap` finds it without a scan and forgets a
-/// connection as soon as it is busy or gone, so it holds only idle ones.
+/// A connection takes a turn each time its idle second starts anew (when
+/// it is accepted, at its first byte, and when an answer is done), and
+/// when its handler starts waiting for body bytes that have not come. A
+/// turn is the instant it counts as idle from, then a number, so the
+/// smallest turn is the one idle the longest; the number sets apart two
+/// that became idle at the same instant. (A body's instant may lie in the
+/// past: `connection.rs`, `WatchedBody`, says why.) A `BTreeMap` finds it
+/// without a scan and forgets a connection as soon as it is busy or gone,
+/// so it holds only idle ones.
 ///
 /// A `std` mutex, not a tokio one: it is held for a map operation, never
 /// across an `.await`, and it is taken from hyper's `Service::call`, which
@@ -30,16 +37,14 @@ pub(super) struct IdleConnections {
     pub(super) closed_to_make_room: AtomicUsize,
 }
 
+/// Since when a connection counts as idle, and a number of its own.
+type Turn = (Instant, u64);
+
 #[derive(Default)]
 struct IdleQueue {
-    next_turn: u64,
-    longest_idle_first: BTreeMap<u64, Idle>,
-}
-
-/// One idle connection: how to tell it to close, and since when it is idle.
-struct Idle {
-    shed: Arc<Notify>,
-    since: Instant,
+    next_number: u64,
+    /// How to tell each idle connection to close.
+    longest_idle_first: BTreeMap<Turn, Arc<Notify>>,
 }
 
 impl IdleConnections {
@@ -51,19 +56,15 @@ impl IdleConnections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn enter(&self, shed: &Arc<Notify>) -> u64 {
+    fn enter(&self, shed: &Arc<Notify>, since: Instant) -> Turn {
         let mut queue = self.queue();
-        let turn = queue.next_turn;
-        queue.next_turn += 1;
-        let idle = Idle {
-            shed: Arc::clone(shed),
-            since: Instant::now(),
-        };
-        queue.longest_idle_first.insert(turn, idle);
+        let turn = (since, queue.next_number);
+        queue.next_number += 1;
+        queue.longest_idle_first.insert(turn, Arc::clone(shed));
         turn
     }
 
-    fn leave(&self, turn: u64) {
+    fn leave(&self, turn: Turn) {
         self.queue().longest_idle_first.remove(&turn);
     }
 
@@ -77,10 +78,10 @@ impl IdleConnections {
         let Some(entry) = queue.longest_idle_first.first_entry() else {
             return false;
         };
-        if entry.get().since.elapsed() < at_least {
+        if entry.key().0.elapsed() < at_least {
             return false;
         }
-        entry.remove().shed.notify_one();
+        entry.remove().notify_one();
         true
     }
 }
@@ -97,16 +98,18 @@ pub(super) struct IdlePlace {
 #[derive(Default)]
 struct PlaceState {
     /// Its turn while it is idle.
-    turn: Option<u64>,
+    turn: Option<Turn>,
     requests_in_flight: usize,
     had_request: bool,
+    /// Whether its turn is that of a request waiting on its body.
+    waiting_on_body: bool,
 }
 
 impl IdlePlace {
     /// A new connection: idle until its first request.
     pub(super) fn new(idle: &Arc<IdleConnections>) -> Arc<IdlePlace> {
         let shed = Arc::new(Notify::new());
-        let turn = idle.enter(&shed);
+        let turn = idle.enter(&shed, Instant::now());
         Arc::new(IdlePlace {
             idle: Arc::clone(idle),
             shed,
@@ -146,13 +149,51 @@ impl IdlePlace {
     fn request_ended(&self) {
         let mut state = self.state();
         state.requests_in_flight -= 1;
+        // A body still waited on when its request ends has no reader left.
+        if std::mem::take(&mut state.waiting_on_body) {
+            if let Some(turn) = state.turn.take() {
+                self.idle.leave(turn);
+            }
+        }
         // `request_began` took the connection's turn, so it has none now.
         // (HTTP/1.1 serves one request at a time on a connection, so the
         // count goes from 1 to 0 here; counting keeps the place right
         // whatever the protocol.)
         if state.requests_in_flight == 0 {
-            state.turn = Some(self.idle.enter(&self.shed));
+            state.turn = Some(self.idle.enter(&self.shed, Instant::now()));
         }
+    }
+
+    /// The handler asked for body bytes that have not come: the request
+    /// counts as idle, as since `since`, until they come.
+    ///
+    /// A request in flight is never closed to make room, because its
+    /// handler is doing what it was asked; a handler waiting on its body
+    /// is doing nothing but wait on the client, as a connection that has
+    /// not finished its head is. Counted in flight, 400 clients that each
+    /// send a byte a second would hold every descriptor until their 408.
+    pub(super) fn body_wait_began(&self, since: Instant) {
+        let mut state = self.state();
+        if state.requests_in_flight == 0 || state.turn.is_some() {
+            return;
+        }
+        state.turn = Some(self.idle.enter(&self.shed, since));
+        state.waiting_on_body = true;
+    }
+
+    /// Body bytes came, or the body ended: the request is busy again.
+    pub(super) fn body_wait_ended(&self) {
+        let mut state = self.state();
+        if std::mem::take(&mut state.waiting_on_body) {
+            if let Some(turn) = state.turn.take() {
+                self.idle.leave(turn);
+            }
+        }
+    }
+
+    /// Whether its turn is that of a request waiting on its body.
+    pub(super) fn waiting_on_body(&self) -> bool {
+        self.state().waiting_on_body
     }
 
     #[cfg(test)]
@@ -166,7 +207,7 @@ impl IdlePlace {
         let mut state = self.state();
         if let Some(turn) = state.turn.take() {
             self.idle.leave(turn);
-            state.turn = Some(self.idle.enter(&self.shed));
+            state.turn = Some(self.idle.enter(&self.shed, Instant::now()));
         }
     }
 
@@ -208,17 +249,25 @@ pub(super) struct Tracked<S> {
     pub(super) place: Arc<IdlePlace>,
 }
 
-impl<S, R> Service<R> for Tracked<S>
+/// The connection's place, in each request's extensions, for the service
+/// to watch the request's body with (`GothamService` does: `WatchedBody`).
+#[derive(Clone)]
+pub(super) struct BodyWatch(pub(super) Arc<IdlePlace>);
+
+impl<S, B> Service<Request<B>> for Tracked<S>
 where
-    S: Service<R>,
+    S: Service<Request<B>>,
     S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
 
-    fn call(&self, request: R) -> Self::Future {
+    fn call(&self, mut request: Request<B>) -> Self::Future {
         let in_flight = InFlight::enter(&self.in_flight, &self.place);
+        request
+            .extensions_mut()
+            .insert(BodyWatch(Arc::clone(&self.place)));
         let response = self.inner.call(request);
         async move {
             let _in_flight = in_flight;

@@ -1,7 +1,7 @@
 //! How the server takes in connections, bounds its wait for clients, and
-//! stops: everything around the handlers that `main.rs`, the relay and the
-//! database lesson teach, shared by all three through the library target
-//! (`lib.rs`).
+//! stops: everything around the handlers that `main.rs`, the relay, the
+//! database lesson and the body lesson teach, shared by all four through
+//! the library target (`lib.rs`).
 //!
 //! A handler may wait as long as its request asks. The server must not wait
 //! on a *client* the same way, and `gotham::bind_server` (gotham 0.8.1) does:
@@ -23,10 +23,13 @@
 //! - hyper's buffers are made only once a client has sent a byte, and a
 //!   waiting request does not keep them (`detach_head`), so what a waiting
 //!   client costs is close to what bare hyper's costs;
+//! - a connection's read buffer grows to 128 KiB at most, not hyper's
+//!   400 KiB, so uploads read slowly keep memory flat;
 //! - out of descriptors, it closes the connection idle the longest to make
 //!   room for a new client, but never a request in flight, nor a connection
 //!   idle for under a second or with a request waiting unread; with none to
-//!   close it pauses instead of spinning;
+//!   close it pauses instead of spinning. A request whose handler waits for
+//!   body bytes that do not come counts as idle (`WatchedBody`);
 //! - it shuts down gracefully on Ctrl-C or SIGTERM.
 //!
 //! It speaks HTTP/1.1 only. hyper-util's automatic builder, which
@@ -43,7 +46,8 @@
 //! - `accept_loop.rs`: accepting connections, what to do when `accept()`
 //!   fails, and the shutdown that ends the loop;
 //! - `connection.rs`: one connection's life, from its accepting to its
-//!   end: what happens to a client's connection;
+//!   end: what happens to a client's connection; and the request body
+//!   that tells when a handler waits on its client;
 //! - `idle.rs`: which connections are idle and since when, so that the
 //!   longest idle can make room;
 //! - `stop.rs`: Ctrl-C and SIGTERM as a stream of stop requests.

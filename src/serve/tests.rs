@@ -1004,3 +1004,57 @@ async fn at_shutdown_a_silent_connection_is_closed_a_second_after_its_accepting(
     assert_eq!(server.serving.await.expect("serve"), Stopped::Gracefully);
     assert_eq!(accepted.elapsed(), limits().idle_before_shedding);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_body_frame_is_larger_than_the_read_buffer_is_allowed_to_grow() {
+    use gotham::http_body_util::Full;
+    use gotham::hyper::service::service_fn;
+    use std::convert::Infallible;
+
+    // A frame is a slice of hyper's read buffer, which grows while reads
+    // fill it: a fast upload read slowly shows how large it got.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let largest = Arc::new(AtomicUsize::new(0));
+    let new_service = {
+        let largest = Arc::clone(&largest);
+        move |_client| {
+            let largest = Arc::clone(&largest);
+            service_fn(move |request: Request<Incoming>| {
+                let largest = Arc::clone(&largest);
+                async move {
+                    let mut body = request.into_body();
+                    while let Some(Ok(frame)) = body.frame().await {
+                        let size = frame.data_ref().map_or(0, Bytes::len);
+                        largest.fetch_max(size, Ordering::SeqCst);
+                        // Slower than the client: the buffer fills up.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"read"))))
+                }
+            })
+        }
+    };
+    let (_stop, stops) = mpsc::unbounded::<()>();
+    tokio::spawn(serve_with(listener, new_service, limits(), stops));
+
+    const SIZE: usize = 16 << 20;
+    let mut client = TcpStream::connect(addr).await.expect("connects");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {SIZE}\r\n\r\n"
+    );
+    client.write_all(head.as_bytes()).await.expect("sends");
+    client.write_all(&vec![b'x'; SIZE]).await.expect("sends");
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.expect("reads");
+    assert!(
+        answer.ends_with(b"read"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let largest = largest.load(Ordering::SeqCst);
+    assert!(
+        largest > 64 * 1024 && largest <= 128 * 1024,
+        "the largest frame was {largest} bytes: the buffer grew past 128 KiB, or never grew"
+    );
+}

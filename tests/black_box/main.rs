@@ -4,6 +4,7 @@
 //!
 //! Each test starts its own server on port 0, so they never share state.
 
+mod body;
 mod cancellation;
 mod descriptors;
 mod hostile_input;
@@ -23,3 +24,10 @@ mod support;
 #[allow(dead_code)]
 #[path = "../../examples/relay/main.rs"]
 mod relay_example;
+
+// The body lesson, compiled in the same way: its in-process tests
+// (`examples/body/tests.rs`) run here, and `body.rs` runs this test binary
+// as the lesson's server, to read its console.
+#[allow(dead_code)]
+#[path = "../../examples/body/main.rs"]
+mod body_example;
