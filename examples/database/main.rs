@@ -60,6 +60,7 @@ use serde_derive::Deserialize;
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod postgres;
+mod tls;
 
 pub use postgres::{Bounds, Database, Failure, CONNECTIONS};
 
@@ -225,11 +226,18 @@ async fn main() -> ExitCode {
     let database = match Database::new(&url, bounds) {
         Ok(database) => database,
         Err(reason) => {
-            // Not the URL itself: it may hold a password.
-            eprintln!("error: DATABASE_URL is not a PostgreSQL URL: {reason}");
+            // Each reason names the part at fault, never the whole URL:
+            // it may hold a password.
+            eprintln!("error: {reason}");
             return ExitCode::FAILURE;
         }
     };
+    // psql reads these; tokio-postgres does not, so neither does the lesson.
+    for variable in ["PGSSLMODE", "PGSSLROOTCERT"] {
+        if std::env::var_os(variable).is_some() {
+            eprintln!("warning: {variable} is set, but only DATABASE_URL counts here: put it in the URL as {}", variable[2..].to_lowercase());
+        }
+    }
     // Tried once at start, beside the serving, only to say on stderr
     // what each request would meet; serving starts either way.
     tokio::spawn({
