@@ -348,9 +348,10 @@ impl Drop for CancelOnDrop {
 /// `CREATE TABLE IF NOT EXISTS` is not safe against itself: two sessions
 /// can both find the table missing, and the second then waits on the
 /// first's entry in the catalogue and fails when the first commits (23505,
-/// a unique index of the catalogue), or finds the table made (42P07). Two
-/// copies of the lesson sent their first `/visit` at once did just that.
-/// Either error means someone made the table, so the lesson goes on. That
+/// a unique index of the catalogue), or finds the table made (42P07) or its
+/// row type (42710, `type "visits" already exists`). Two copies of the
+/// lesson sent their first `/visit` at once met all three. Each means
+/// someone made the table, so the lesson goes on. That
 /// covers any other maker (another copy, psql, a migration) where an
 /// advisory lock would serialise only the sessions that take it, and costs
 /// no round trip when nobody races.
@@ -363,8 +364,13 @@ async fn make_table(client: &Object) -> Result<(), tokio_postgres::Error> {
         .await;
     match made {
         Err(error)
-            if error.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                || error.code() == Some(&SqlState::DUPLICATE_TABLE) =>
+            if [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_TABLE,
+                SqlState::DUPLICATE_OBJECT,
+            ]
+            .iter()
+            .any(|code| error.code() == Some(code)) =>
         {
             Ok(())
         }

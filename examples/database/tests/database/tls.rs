@@ -189,6 +189,13 @@ async fn require_against_a_server_without_tls_gets_a_503_saying_so() {
     )
     .await;
     assert_eq!(get(lesson, "/sleep?seconds=0").await.0, 200);
+    // And on the server's Unix socket, `require` asks for no TLS, as libpq.
+    let lesson = serve_lesson(
+        &format!("{} sslmode=require", postgres.url()),
+        lesson_bounds(),
+    )
+    .await;
+    assert_eq!(get(lesson, "/sleep?seconds=0").await.0, 200);
 }
 
 #[test]
