@@ -34,7 +34,8 @@
 //!   cannot be reached a 503 naming it and why; each one line.
 //!
 //! The database is the one `DATABASE_URL` names (the variable sqlx, diesel
-//! and most hosts read); by default PostgreSQL's socket on this machine,
+//! and most hosts read), its `sslmode` meaning what it means to psql
+//! (`tls.rs`); by default PostgreSQL's socket on this machine,
 //! as the system user, in the database of that user's name. The program
 //! starts without it and says so on stderr; each request then gets the
 //! failure until the database is there. Arguments: `[LISTEN]`, HOST:PORT,
