@@ -214,7 +214,8 @@ impl Database {
                 self.bounds.wait.as_secs_f64()
             )),
             PoolError::Backend(error) => match self.tls.explain(&error) {
-                // Which TLS setting to look at, not the database's name.
+                // The TLS setting to look at, where other failures say
+                // that DATABASE_URL names the database.
                 Some(reason) => Failure {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     line: format!("cannot connect to {}: {reason}", self.name),
@@ -286,9 +287,10 @@ impl Database {
 /// cannot be lent. The price is a new connection for the next request,
 /// only after a hang-up or a deadline: milliseconds.
 ///
-/// The cancel request goes the way the connection went: over TLS with the
-/// same connector, when `sslmode` asked for TLS (a server that requires TLS
-/// refuses a cancel request in plain text, and the query would run on).
+/// The cancel request goes the way the connection went, with the same
+/// connector: `cancel_query` asks for TLS as the connection's `sslmode`
+/// did, and with `NoTls` it fails at once under `require`, leaving the
+/// query to run on.
 struct CancelOnDrop {
     connection: Option<Object>,
     what: String,

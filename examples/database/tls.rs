@@ -24,7 +24,10 @@
 //! Where the two cannot agree, the lesson says so rather than guess:
 //!
 //! - `prefer`: libpq falls back to plain text when a TLS attempt fails;
-//!   tokio-postgres does not retry, so here a failed handshake is a failure;
+//!   tokio-postgres does not retry, so here a failed handshake is a failure.
+//!   For the same reason `prefer` checks nothing here, even with a root
+//!   file there (libpq would check the chain, and on a failure retry in
+//!   plain text): where psql ends up connected, so does the lesson;
 //! - `allow` (plain first, TLS if refused) cannot be had for the same
 //!   reason, and is refused at start;
 //! - client certificates (`sslcert`, `sslkey`, `sslpassword`) and
