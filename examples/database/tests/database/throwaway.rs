@@ -37,7 +37,7 @@ const MISSING: &str = "install the `postgresql` package (PostgreSQL's server) to
 /// is wide on purpose, for a machine that is busy.
 const START_PATIENCE: Duration = Duration::from_secs(30);
 
-/// What `openssl` a learner without it installs.
+/// What a learner without the `openssl` command reads.
 const MISSING_OPENSSL: &str = "install the `openssl` package to run them";
 
 /// How many ports to try when another process takes the free one first.
