@@ -93,6 +93,24 @@ async fn verify_full_with_the_tests_authority_answers_and_with_another_gets_a_50
         "{line:?}"
     );
     assert_eq!(line.lines().count(), 1, "{line:?}");
+
+    // The system's roots (libpq 16's `system`) never hold the tests'
+    // authority: the same 503, naming them.
+    let url = format!(
+        "postgresql://postgres@localhost:{}/postgres?sslrootcert=system",
+        postgres.port()
+    );
+    let system = serve_lesson(&url, lesson_bounds()).await;
+    let (status, line) = get(system, "/sleep?seconds=1").await;
+    assert_eq!(status, 503, "{line}");
+    assert!(
+        line.starts_with(&expected)
+            && line.ends_with(
+                "(sslmode=verify-full trusts the system's roots for the host named; \
+                 look at DATABASE_URL's sslrootcert and host)\n"
+            ),
+        "{line:?}"
+    );
 }
 
 #[tokio::test]
