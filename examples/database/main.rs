@@ -34,7 +34,8 @@
 //!   cannot be reached a 503 naming it and why; each one line.
 //!
 //! The database is the one `DATABASE_URL` names (the variable sqlx, diesel
-//! and most hosts read); by default PostgreSQL's socket on this machine,
+//! and most hosts read), its `sslmode` meaning what it means to psql
+//! (`tls.rs`); by default PostgreSQL's socket on this machine,
 //! as the system user, in the database of that user's name. The program
 //! starts without it and says so on stderr; each request then gets the
 //! failure until the database is there. Arguments: `[LISTEN]`, HOST:PORT,
@@ -60,6 +61,7 @@ use serde_derive::Deserialize;
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod postgres;
+mod tls;
 
 pub use postgres::{Bounds, Database, Failure, CONNECTIONS};
 
@@ -226,11 +228,18 @@ async fn main() -> ExitCode {
     let database = match Database::new(&url, bounds) {
         Ok(database) => database,
         Err(reason) => {
-            // Not the URL itself: it may hold a password.
-            eprintln!("error: DATABASE_URL is not a PostgreSQL URL: {reason}");
+            // Each reason names the part at fault, never the whole URL:
+            // it may hold a password.
+            eprintln!("error: {reason}");
             return ExitCode::FAILURE;
         }
     };
+    // psql reads these; tokio-postgres does not, so neither does the lesson.
+    for variable in ["PGSSLMODE", "PGSSLROOTCERT"] {
+        if std::env::var_os(variable).is_some() {
+            eprintln!("warning: {variable} is set, but only DATABASE_URL counts here: put it in the URL as {}", variable[2..].to_lowercase());
+        }
+    }
     // Tried once at start, beside the serving, only to say on stderr
     // what each request would meet; serving starts either way.
     tokio::spawn({

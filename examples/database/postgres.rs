@@ -1,6 +1,7 @@
 //! The lesson's side of the conversation with PostgreSQL: one pool of
 //! connections, the bounds on it, the cancel request a hang-up sends, and
-//! failures a client can read. `main.rs` holds the handlers that use it.
+//! failures a client can read. `main.rs` holds the handlers that use it;
+//! `tls.rs` the TLS that `sslmode` asks for.
 
 use std::fmt::Write as _;
 use std::panic::RefUnwindSafe;
@@ -13,7 +14,9 @@ use gotham_derive::StateData;
 use tokio::sync::OnceCell;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{CancelToken, Config, NoTls};
+use tokio_postgres::{CancelToken, Config};
+
+use super::tls::{Settings, Tls};
 
 /// How many connections the program opens to the database, at most.
 ///
@@ -61,6 +64,8 @@ pub struct Database {
     bounds: Bounds,
     /// Set once the visits table is known to exist.
     table: Arc<OnceCell<()>>,
+    /// The TLS `sslmode` asks for, for connections and cancel requests.
+    tls: Tls,
 }
 
 impl RefUnwindSafe for Database {}
@@ -77,11 +82,17 @@ impl Database {
     /// A pool for the database `url` names (a `postgres://` URL or
     /// libpq's `key=value` form). No connection is made here: the pool
     /// makes one when one is first asked for (by `check` at start, or by a
-    /// request). Fails only on a URL that cannot be read.
+    /// request). Fails only on a URL that cannot be read or asks for what
+    /// the lesson cannot do, with one line saying which part.
     pub fn new(url: &str, bounds: Bounds) -> Result<Database, String> {
+        // `sslmode` and `sslrootcert` are read here, not by tokio-postgres
+        // (`tls.rs` says why); the rest of the URL is its to read.
+        let settings = Settings::take_from(url)?;
         // tokio-postgres's messages name the option at fault, never its
         // value, so the password cannot leak through them.
-        let mut config: Config = url.parse().map_err(|error| format!("{error}"))?;
+        let mut config: Config = settings.rest.parse().map_err(|error| unreadable(&error))?;
+        let tls = Tls::new(&settings, config.get_hosts())?;
+        config.ssl_mode(tls.ssl_mode());
         // A new connection gets as long as a pooled one is waited for.
         config.connect_timeout(bounds.wait);
         // What `pg_stat_activity` shows for this program's sessions.
@@ -89,7 +100,7 @@ impl Database {
             config.application_name("gotham database lesson");
         }
         let name = describe(&config);
-        let pool = Pool::builder(Manager::new(config, NoTls))
+        let pool = Pool::builder(Manager::new(config, tls.connector()))
             .max_size(bounds.connections)
             .wait_timeout(Some(bounds.wait))
             .create_timeout(Some(bounds.wait))
@@ -102,6 +113,7 @@ impl Database {
             name: name.into(),
             bounds,
             table: Arc::new(OnceCell::new()),
+            tls,
         })
     }
 
@@ -124,7 +136,7 @@ impl Database {
     /// query deadline ends any such sleep long before it matters.
     pub async fn sleep(&self, seconds: u64, what: &str) -> Result<(), Failure> {
         let seconds = seconds as f64;
-        let guard = CancelOnDrop::arm(self.connection().await?, what);
+        let guard = CancelOnDrop::arm(self.connection().await?, what, &self.tls);
         let client = guard.connection();
         let answer = tokio::time::timeout(self.bounds.deadline, async {
             // Prepared once per connection, then taken from deadpool's
@@ -142,17 +154,10 @@ impl Database {
     /// `$1` is bound: the name travels beside the SQL, never inside it, so
     /// no name can change what the statement does.
     pub async fn visit(&self, name: &str, what: &str) -> Result<i64, Failure> {
-        let guard = CancelOnDrop::arm(self.connection().await?, what);
+        let guard = CancelOnDrop::arm(self.connection().await?, what, &self.tls);
         let client = guard.connection();
         let answer = tokio::time::timeout(self.bounds.deadline, async {
-            self.table
-                .get_or_try_init(|| {
-                    client.batch_execute(
-                        "CREATE TABLE IF NOT EXISTS visits \
-                         (name text PRIMARY KEY, visits bigint NOT NULL)",
-                    )
-                })
-                .await?;
+            self.table.get_or_try_init(|| make_table(client)).await?;
             let statement = client
                 .prepare_cached(
                     "INSERT INTO visits (name, visits) VALUES ($1, 1) \
@@ -208,7 +213,15 @@ impl Database {
                 "no connection within {} seconds",
                 self.bounds.wait.as_secs_f64()
             )),
-            PoolError::Backend(error) => self.unreachable(&innermost(&error)),
+            PoolError::Backend(error) => match self.tls.explain(&error) {
+                // The TLS setting to look at, where other failures say
+                // that DATABASE_URL names the database.
+                Some(reason) => Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    line: format!("cannot connect to {}: {reason}", self.name),
+                },
+                None => self.unreachable(&innermost(&error)),
+            },
             other => Failure {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 line: format!(
@@ -273,18 +286,25 @@ impl Database {
 /// cancel arrived after the old query ended of itself. A connection closed
 /// cannot be lent. The price is a new connection for the next request,
 /// only after a hang-up or a deadline: milliseconds.
+///
+/// The cancel request goes the way the connection went, with the same
+/// connector: `cancel_query` asks for TLS as the connection's `sslmode`
+/// did, and with `NoTls` it fails at once under `require`, leaving the
+/// query to run on.
 struct CancelOnDrop {
     connection: Option<Object>,
     what: String,
+    tls: Tls,
 }
 
 impl CancelOnDrop {
     /// Guards `connection` for the query `what` (named in the console line
     /// the cancel prints).
-    fn arm(connection: Object, what: &str) -> CancelOnDrop {
+    fn arm(connection: Object, what: &str, tls: &Tls) -> CancelOnDrop {
         CancelOnDrop {
             connection: Some(connection),
             what: what.to_string(),
+            tls: tls.clone(),
         }
     }
 
@@ -309,17 +329,67 @@ impl Drop for CancelOnDrop {
         // Out of the pool, and closed when dropped here.
         drop(Object::take(connection));
         let what = std::mem::take(&mut self.what);
+        let tls = self.tls.connector();
         // A guard dropped as the runtime itself shuts down has nowhere to
         // send from: PostgreSQL then runs the query to its end.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
-            match token.cancel_query(NoTls).await {
+            match token.cancel_query(tls).await {
                 Ok(()) => println!("{what}: cancelled on the server"),
                 Err(error) => println!("{what}: could not be cancelled: {}", innermost(&error)),
             }
         });
+    }
+}
+
+/// Makes the `visits` table if it is missing, safely when another session
+/// makes it at the same moment.
+///
+/// `CREATE TABLE IF NOT EXISTS` is not safe against itself: two sessions
+/// can both find the table missing, and the second then waits on the
+/// first's entry in the catalogue and fails when the first commits (23505,
+/// a unique index of the catalogue), or finds the table made (42P07) or its
+/// row type (42710, `type "visits" already exists`). Two copies of the
+/// lesson sent their first `/visit` at once met all three. Each means
+/// someone made the table, so the lesson goes on. That
+/// covers any other maker (another copy, psql, a migration) where an
+/// advisory lock would serialise only the sessions that take it, and costs
+/// no round trip when nobody races.
+async fn make_table(client: &Object) -> Result<(), tokio_postgres::Error> {
+    let made = client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS visits \
+             (name text PRIMARY KEY, visits bigint NOT NULL)",
+        )
+        .await;
+    match made {
+        Err(error)
+            if [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_TABLE,
+                SqlState::DUPLICATE_OBJECT,
+            ]
+            .iter()
+            .any(|code| error.code() == Some(code)) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// A URL tokio-postgres cannot read, in one line: an option it does not
+/// know is named as such.
+fn unreadable(error: &tokio_postgres::Error) -> String {
+    let reason = innermost(error);
+    match reason.strip_prefix("unknown option ") {
+        Some(key) => format!(
+            "DATABASE_URL has {key}, an option tokio-postgres does not know \
+             (the lesson itself reads sslmode and sslrootcert)"
+        ),
+        None => format!("DATABASE_URL cannot be read: {reason}"),
     }
 }
 

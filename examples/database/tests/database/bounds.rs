@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::example::Bounds;
 use crate::throwaway::Postgres;
-use crate::{get, lesson_bounds, serve_lesson, wait_for_sleeps, PATIENCE};
+use crate::{get, lesson_bounds, serve_lesson, verify_full_url, wait_for_sleeps, PATIENCE};
 
 #[tokio::test]
 async fn more_clients_than_the_pool_make_at_most_p_connections_and_past_its_wait_get_the_503() {
@@ -58,19 +58,34 @@ async fn a_query_past_the_deadline_gets_the_504_and_is_gone_from_the_server() {
     let Some(postgres) = Postgres::start().await else {
         return;
     };
+    past_the_deadline(&postgres, &postgres.url(), "database postgres at /").await;
+}
+
+#[tokio::test]
+async fn a_query_over_tls_past_the_deadline_gets_the_504_and_is_gone_from_the_server() {
+    let Some(postgres) = Postgres::start_tcp(true).await else {
+        return;
+    };
+    let named = format!("database postgres at localhost:{} ", postgres.port());
+    past_the_deadline(&postgres, &verify_full_url(&postgres), &named).await;
+}
+
+/// A 30-second sleep through `url` with a one-second deadline: the 504,
+/// its line starting `named`, and no sleep left on the server.
+async fn past_the_deadline(postgres: &Postgres, url: &str, named: &str) {
     let watcher = postgres.connect().await;
     let bounds = Bounds {
         deadline: Duration::from_secs(1),
         ..lesson_bounds()
     };
-    let lesson = serve_lesson(&postgres.url(), bounds).await;
+    let lesson = serve_lesson(url, bounds).await;
 
     let started = Instant::now();
     let (status, line) = get(lesson, "/sleep?seconds=30").await;
     let took = started.elapsed();
     assert_eq!(status, 504, "{line}");
     assert!(
-        line.starts_with("database postgres at /")
+        line.starts_with(named)
             && line.ends_with(" did not answer within 1 seconds; the query was cancelled\n"),
         "{line:?}"
     );

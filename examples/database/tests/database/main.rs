@@ -4,13 +4,16 @@
 //! give it bounds of its own (a pool of three, a one-second deadline).
 //!
 //! One test crate, so that cargo runs the tests in parallel; each has its
-//! own PostgreSQL server (on a socket in a directory of its own), and
-//! serves the lesson on a port of its own.
+//! own PostgreSQL server (on a socket in a directory of its own, and for
+//! the TLS tests on a free TCP port), and serves the lesson on a port of
+//! its own.
 
 mod bounds;
 mod hang_up;
 mod routes;
+mod table;
 mod throwaway;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -49,6 +52,16 @@ pub async fn serve_lesson(url: &str, bounds: Bounds) -> SocketAddr {
         futures::stream::pending(),
     ));
     addr
+}
+
+/// `verify-full` over TCP to `postgres` (started with TLS), trusting the
+/// tests' authority: the strictest mode, for the tests that run over TLS.
+pub fn verify_full_url(postgres: &throwaway::Postgres) -> String {
+    format!(
+        "host=localhost port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+        postgres.port(),
+        postgres.certificates().authority.display()
+    )
 }
 
 /// A GET's status and body, read in full.
