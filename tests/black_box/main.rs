@@ -4,6 +4,7 @@
 //!
 //! Each test starts its own server on port 0, so they never share state.
 
+mod burst;
 mod cancellation;
 mod descriptors;
 mod hostile_input;
