@@ -260,7 +260,14 @@ fn check_table(lines: &[String], first_line: usize, wrong: &mut Vec<String>) -> 
                 Some(name) => match (csv.value(name, n, rule.column), base) {
                     (Some(value), _) if !rule.ratio => with_thousands(value as u64),
                     (Some(_), Some(_)) if name_of("gotham") == Some(name) => "1".to_string(),
-                    (Some(value), Some(base)) => format!("{:.2}", value / base),
+                    (Some(value), Some(base)) => ratio_cell(
+                        rule.csv,
+                        name,
+                        name_of("gotham").unwrap_or_default(),
+                        n,
+                        rule.column,
+                        value / base,
+                    ),
                     _ => format!(
                         "(no `{}` for {name} at N = {n} in {})",
                         rule.column, csv.path
@@ -280,6 +287,49 @@ fn check_table(lines: &[String], first_line: usize, wrong: &mut Vec<String>) -> 
         }
     }
     checked
+}
+
+/// How the table shows `server`'s `column` over `base`'s at N = `n`, whose
+/// medians (in `csv`) give `ratio`: at two decimals; or, when the ratios of
+/// the rounds (round i over round i, in the rounds file beside `csv`) fall
+/// on both sides of 1, as `≈1 (LOW–HIGH)`, their range, since those rounds
+/// do not tell which of the two is larger.
+fn ratio_cell(csv: &str, server: &str, base: &str, n: u64, column: &str, ratio: f64) -> String {
+    let rounds = match csv {
+        "relay.csv" => "relay_rounds.csv",
+        _ => "rounds.csv",
+    };
+    let text = pages::read(&format!("{RUN}/{rounds}"));
+    let mut lines = text
+        .lines()
+        .map(|line| line.split(',').collect::<Vec<&str>>());
+    let header = lines.next().unwrap_or_default();
+    let at = |name: &str| header.iter().position(|cell| *cell == name);
+    let (Some(round_at), Some(column_at)) = (at("round"), at(column)) else {
+        return format!("(no `round` or `{column}` column in {RUN}/{rounds})");
+    };
+    let rows: Vec<Vec<&str>> = lines.filter(|row| row.len() == header.len()).collect();
+    let value = |server: &str, round: &str| -> Option<f64> {
+        let row = rows
+            .iter()
+            .find(|row| row[0] == server && row[1] == n.to_string() && row[round_at] == round)?;
+        row[column_at]
+            .split(" + ")
+            .map(|part| part.trim().parse::<f64>().ok())
+            .sum()
+    };
+    let paired: Vec<f64> = rows
+        .iter()
+        .filter(|row| row[0] == server && row[1] == n.to_string())
+        .filter_map(|row| Some(value(server, row[round_at])? / value(base, row[round_at])?))
+        .collect();
+    let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if low <= 1.0 && high >= 1.0 {
+        format!("≈1 ({low:.2}–{high:.2})")
+    } else {
+        format!("{ratio:.2}")
+    }
 }
 
 /// Every value the run gives a figure in prose: each number of the report,
