@@ -312,6 +312,25 @@ async fn relays_run(out_dir: PathBuf) {
 /// The quick mode: every server at a small N, one round unless asked
 /// (`--rounds`), with every part of the report checked.
 async fn quick_run(out_dir: PathBuf, rounds: usize) {
+    // The full run's medians, checked on rounds whose medians are known:
+    // the middle value of each column, a CPU cell taken whole by its sum,
+    // a `-` kept, whatever order the rounds came in.
+    let row = |cells: [&str; 4]| cells.map(str::to_string).to_vec();
+    let medians = report::median_rows(&[
+        row(["futures", "10", "3.0", "0.30 + 0.10"]),
+        row(["go", "10", "7.0", "-"]),
+        row(["futures", "10", "1.0", "0.10 + 0.50"]),
+        row(["futures", "10", "2.0", "0.20 + 0.00"]),
+    ]);
+    assert_eq!(
+        medians,
+        [
+            row(["futures", "10", "2.0", "0.30 + 0.10"]),
+            row(["go", "10", "7.0", "-"])
+        ],
+        "the medians of the rounds"
+    );
+
     let mut runs = Runs {
         runs: Vec::new(),
         skipped: Vec::new(),
