@@ -151,8 +151,8 @@ pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
 /// standard library, and so `tokio::net::TcpListener::bind`, asks for 128.
 /// That is too few for a server that teaches bursts: when the queue is
 /// full, the kernel drops the new client's SYN (or its last ACK), and the
-/// client's system sends it again only after a second, then three more,
-/// then seven. A burst of a few hundred clients connecting at once fills
+/// client's system sends it again a second later, then at 3 s, then at 7 s
+/// (the wait doubles each time). A burst of a few hundred clients connecting at once fills
 /// 128 before the accept loop has run, and some of them wait that second
 /// (`docs/serving.md` has what was measured). Go's `net.Listen` asks for
 /// the system's limit too; Node.js asks for 511.
