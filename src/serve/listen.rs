@@ -1,13 +1,15 @@
 //! Where the server listens, and with what limits: binding the address a
-//! program was given, `listen_and_serve` (what each program's `main`
-//! calls), and the `Limits` the rest of the serve loop obeys.
+//! program was given (with a deep listen queue), the descriptor limit raised
+//! at start, `listen_and_serve` (what each program's `main` calls), and the
+//! `Limits` the rest of the serve loop obeys.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::stream::Stream;
 use gotham::router::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use super::accept_loop::serve_with;
 use super::connection::GothamService;
@@ -96,6 +98,11 @@ pub enum Stopped {
 /// during the grace period, 130 (128 + SIGINT, what a shell reports for a
 /// program ended by Ctrl-C).
 pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
+    // First, so that every connection the server takes counts against the
+    // raised limit. A limit that cannot be raised is no reason not to serve.
+    if let Err(reason) = raise_descriptor_limit() {
+        eprintln!("warning: {reason}");
+    }
     let (listener, source) = match handed_over::take_listener() {
         Ok(Some(listener)) => (listener, "the socket handed over"),
         Ok(None) => match bind(requested).await {
@@ -134,12 +141,36 @@ pub async fn listen_and_serve(requested: &str, router: Router) -> ExitCode {
     }
 }
 
-/// Binds a TCP listener to `requested`: HOST:PORT, where HOST is an IP
-/// address or a name the system resolves, such as `localhost`.
+/// How many connections the kernel may hold for the server, handshake
+/// done, before the server has accepted them: the listening socket's queue
+/// (its *backlog*), asked of `listen()`.
+///
+/// The largest number `listen()` takes, so that the queue is as deep as the
+/// system allows: Linux and the BSDs cut it to their own limit without a
+/// word (`net.core.somaxconn` on Linux, 4,096 since Linux 5.4). The
+/// standard library, and so `tokio::net::TcpListener::bind`, asks for 128.
+/// That is too few for a server that teaches bursts: when the queue is
+/// full, the kernel drops the new client's SYN (or its last ACK), and the
+/// client's system sends it again a second later, then at 3 s, then at 7 s
+/// (the wait doubles each time). A burst of a few hundred clients connecting at once fills
+/// 128 before the accept loop has run, and some of them wait that second
+/// (`docs/serving.md` has what was measured). Go's `net.Listen` asks for
+/// the system's limit too; Node.js asks for 511.
+pub const LISTEN_BACKLOG: u32 = i32::MAX as u32;
+
+/// Binds a TCP listener to `requested`, with a listen queue as deep as the
+/// system allows (`LISTEN_BACKLOG`). `requested` is HOST:PORT, where HOST
+/// is an IP address or a name the system resolves, such as `localhost`.
 ///
 /// A name may resolve to several addresses (`localhost` to 127.0.0.1 and
 /// ::1); the first one that binds is used.
 pub async fn bind(requested: &str) -> Result<TcpListener, String> {
+    bind_with_backlog(requested, LISTEN_BACKLOG).await
+}
+
+/// `bind`, with a listen queue of `backlog` connections at most (the
+/// system may cut it shorter).
+pub async fn bind_with_backlog(requested: &str, backlog: u32) -> Result<TcpListener, String> {
     let addrs = tokio::net::lookup_host(requested)
         .await
         .map_err(|error| match error.kind() {
@@ -151,12 +182,66 @@ pub async fn bind(requested: &str) -> Result<TcpListener, String> {
         })?;
     let mut last_error = "the host name resolved to no address".to_string();
     for addr in addrs {
-        match TcpListener::bind(addr).await {
+        match listen_on(addr, backlog) {
             Ok(listener) => return Ok(listener),
             Err(error) => last_error = error.to_string(),
         }
     }
     Err(last_error)
+}
+
+/// What `TcpListener::bind` does for one address, but for the queue's
+/// length: `SO_REUSEADDR` (so that a restarted server can bind while its
+/// predecessor's closed connections linger in TIME_WAIT), `bind`, `listen`.
+fn listen_on(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit,
+/// as Go's runtime does at start (since Go 1.19); tokio does not.
+///
+/// Each connection holds a descriptor. Most Linux systems start a process
+/// with a soft limit of 1,024 and a hard limit far higher; the soft limit
+/// is the one enforced, and a process may raise it up to the hard one
+/// itself. Left at 1,024, a burst of 2,000 clients finds the server out of
+/// descriptors at about 1,000 connections, and the rest wait in the queue
+/// until requests finish. Done once, before binding; a child process
+/// inherits the raised limit. The error says why it could not be raised.
+pub fn raise_descriptor_limit() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot read the limit on open descriptors: {error}"
+        ));
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: limit.rlim_max,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot raise the limit on open descriptors from {} to {}, so the server holds \
+             about {} connections at most: {error}",
+            limit.rlim_cur, limit.rlim_max, limit.rlim_cur
+        ));
+    }
+    Ok(())
 }
 
 /// Serves `router` on `listener` with the default limits until `stop`

@@ -40,7 +40,8 @@
 //!
 //! One file a concern, in the order a connection meets them:
 //!
-//! - `listen.rs`: binding the address, `listen_and_serve` and `Limits`;
+//! - `listen.rs`: binding the address with a deep listen queue, raising
+//!   the descriptor limit, `listen_and_serve` and `Limits`;
 //! - `handed_over.rs`: taking the listening socket from a service manager
 //!   instead, so that a restart refuses nobody;
 //! - `accept_loop.rs`: accepting connections, what to do when `accept()`
@@ -61,7 +62,10 @@ mod stop;
 
 pub use accept_loop::{serve_with, Accept};
 pub use connection::{detach_head, GothamService};
-pub use listen::{bind, listen_and_serve, serve, Limits, Stopped};
+pub use listen::{
+    bind, bind_with_backlog, listen_and_serve, raise_descriptor_limit, serve, Limits, Stopped,
+    LISTEN_BACKLOG,
+};
 pub use stop::stop_signals;
 
 #[cfg(test)]

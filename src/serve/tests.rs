@@ -502,6 +502,65 @@ async fn port_zero_binds_a_free_port() {
     assert_ne!(port, 0);
 }
 
+/// The length of `listener`'s queue as the kernel holds it: Linux's
+/// `TCP_INFO` on a listening socket reports it in `tcpi_sacked` (and the
+/// connections waiting in it in `tcpi_unacked`), as `ss -ltn` shows it in
+/// its Send-Q column.
+#[cfg(target_os = "linux")]
+fn listen_queue_length(listener: &TcpListener) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain integers; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut size = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `size` bytes into `info`, which we
+    // own, on a descriptor the listener keeps open.
+    let got = unsafe {
+        libc::getsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut size,
+        )
+    };
+    assert_eq!(got, 0, "TCP_INFO: {}", io::Error::last_os_error());
+    info.tcpi_sacked
+}
+
+/// The system's cap on a listen queue, `net.core.somaxconn`.
+#[cfg(target_os = "linux")]
+fn somaxconn() -> u32 {
+    let text = std::fs::read_to_string("/proc/sys/net/core/somaxconn").expect("somaxconn");
+    text.trim().parse().expect("somaxconn is a number")
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_listen_queue_is_as_deep_as_the_system_allows() {
+    let cap = somaxconn();
+    if cap < 1_100 {
+        eprintln!(
+            "NOTE: net.core.somaxconn is {cap} here, so no listen queue can be deeper, and \
+             this test cannot tell a deep one from the standard library's 128"
+        );
+    }
+    let listener = bind("127.0.0.1:0").await.expect("port 0 binds");
+    let wanted = cap.min(4_096);
+    let got = listen_queue_length(&listener);
+    assert!(
+        got >= wanted,
+        "the listen queue holds {got} connections; the system allows {cap}"
+    );
+    // The same address through a name, and the queue asked for is the one
+    // the kernel holds: the reading above is the queue's, not a constant.
+    let listener = bind("localhost:0").await.expect("localhost:0 binds");
+    assert!(listen_queue_length(&listener) >= wanted, "bound by name");
+    let listener = bind_with_backlog("127.0.0.1:0", 200)
+        .await
+        .expect("port 0 binds");
+    assert_eq!(listen_queue_length(&listener), 200.min(cap));
+}
+
 #[tokio::test(start_paused = true)]
 async fn connections_that_have_ended_leave_no_trace_among_the_idle() {
     let (addr, failures_to_come, _server) = start_scarce(EMFILE).await;

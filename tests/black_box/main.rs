@@ -5,6 +5,7 @@
 //! Each test starts its own server on port 0, so they never share state.
 
 mod body;
+mod burst;
 mod cancellation;
 mod descriptors;
 mod hostile_input;

@@ -33,11 +33,25 @@ pub const LISTENING_PREFIX: &str = "Listening for requests at http://";
 /// and at most `descriptor_limit` open files if given; returns the child and
 /// the command line, for messages.
 pub fn spawn_binary(args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
-    spawn(Command::new(BINARY), args, descriptor_limit)
+    spawn(
+        Command::new(BINARY),
+        args,
+        descriptor_limit.map(|limit| (limit, limit)),
+    )
 }
 
-/// Runs `command` as `spawn_binary` runs the binary.
-fn spawn(mut command: Command, args: &[&str], descriptor_limit: Option<u64>) -> (Child, String) {
+/// Runs `command` as `spawn_binary` runs the binary, with the soft and hard
+/// limits on open files `descriptor_limits`, if given.
+///
+/// The programs raise their soft limit to the hard one as they start
+/// (`serve::raise_descriptor_limit`), so a test that means to lower a
+/// server's limit lowers both; one that gives a hard limit above the soft
+/// tests that raise.
+fn spawn(
+    mut command: Command,
+    args: &[&str],
+    descriptor_limits: Option<(u64, u64)>,
+) -> (Child, String) {
     let envs: Vec<String> = command
         .get_envs()
         .map(|(key, value)| {
@@ -51,11 +65,11 @@ fn spawn(mut command: Command, args: &[&str], descriptor_limit: Option<u64>) -> 
         command.get_program().to_string_lossy(),
         args.join(" ")
     );
-    if let Some(limit) = descriptor_limit {
-        command_line = format!("(ulimit -n {limit}; {command_line})");
+    if let Some((soft, hard)) = descriptor_limits {
+        command_line = format!("(ulimit -Hn {hard}; ulimit -Sn {soft}; {command_line})");
         let limit = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
+            rlim_cur: soft,
+            rlim_max: hard,
         };
         // SAFETY: runs in the forked child before exec, and only makes one
         // system call, which is safe there.
@@ -102,19 +116,35 @@ impl Server {
         Server::start_with(args, None)
     }
 
-    /// Starts the binary on port 0, allowed `limit` open files at most.
+    /// Starts the binary on port 0, allowed `limit` open files at most (its
+    /// soft and hard limits both, so that it cannot raise it).
     pub fn start_with_descriptor_limit(limit: u64) -> Server {
-        Server::start_with(&["127.0.0.1:0"], Some(limit))
+        Server::start_with(&["127.0.0.1:0"], Some((limit, limit)))
     }
 
-    fn start_with(args: &[&str], descriptor_limit: Option<u64>) -> Server {
-        Server::start_program(Command::new(BINARY), args, descriptor_limit)
+    /// Starts the binary on port 0 with a soft limit of `soft` open files
+    /// and a hard limit of `hard`: the limits most systems give a process.
+    pub fn start_with_descriptor_limits(soft: u64, hard: u64) -> Server {
+        Server::start_with(&["127.0.0.1:0"], Some((soft, hard)))
+    }
+
+    fn start_with(args: &[&str], descriptor_limits: Option<(u64, u64)>) -> Server {
+        Server::start_process(Command::new(BINARY), args, descriptor_limits)
     }
 
     /// Starts another program that serves HTTP and says where with a
     /// `Listening` line, as the binary does (lines before it are kept).
     pub fn start_program(program: Command, args: &[&str], descriptor_limit: Option<u64>) -> Server {
-        let (mut child, command) = spawn(program, args, descriptor_limit);
+        let limits = descriptor_limit.map(|limit| (limit, limit));
+        Server::start_process(program, args, limits)
+    }
+
+    fn start_process(
+        program: Command,
+        args: &[&str],
+        descriptor_limits: Option<(u64, u64)>,
+    ) -> Server {
+        let (mut child, command) = spawn(program, args, descriptor_limits);
 
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));

@@ -197,11 +197,61 @@ fn table_cell(csv: &Csv, rule: &Row, n: u64, server: Option<&str>, base: Option<
     match (csv.value(name, n, rule.column), base_value) {
         (Some(value), _) if !rule.ratio => with_thousands(value as u64),
         (Some(_), Some(_)) if base == Some(name) => "1".to_string(),
-        (Some(value), Some(base)) => format!("{:.2}", value / base),
+        (Some(value), Some(base_value)) => ratio_cell(
+            rule.csv,
+            name,
+            base.unwrap_or_default(),
+            n,
+            rule.column,
+            value / base_value,
+        ),
         _ => format!(
             "(no `{}` for {name} at N = {n} in {})",
             rule.column, csv.path
         ),
+    }
+}
+
+/// How the table shows `server`'s `column` over `base`'s at N = `n`, whose
+/// medians (in `csv`) give `ratio`: at two decimals; or, when the ratios of
+/// the rounds (round i over round i, in the rounds file beside `csv`) fall
+/// on both sides of 1, as `≈1 (LOW–HIGH)`, their range, since those rounds
+/// do not tell which of the two is larger.
+fn ratio_cell(csv: &str, server: &str, base: &str, n: u64, column: &str, ratio: f64) -> String {
+    let rounds = match csv {
+        "relay.csv" => "relay_rounds.csv",
+        _ => "rounds.csv",
+    };
+    let text = pages::read(&format!("{RUN}/{rounds}"));
+    let mut lines = text
+        .lines()
+        .map(|line| line.split(',').collect::<Vec<&str>>());
+    let header = lines.next().unwrap_or_default();
+    let at = |name: &str| header.iter().position(|cell| *cell == name);
+    let (Some(round_at), Some(column_at)) = (at("round"), at(column)) else {
+        return format!("(no `round` or `{column}` column in {RUN}/{rounds})");
+    };
+    let rows: Vec<Vec<&str>> = lines.filter(|row| row.len() == header.len()).collect();
+    let value = |server: &str, round: &str| -> Option<f64> {
+        let row = rows
+            .iter()
+            .find(|row| row[0] == server && row[1] == n.to_string() && row[round_at] == round)?;
+        row[column_at]
+            .split(" + ")
+            .map(|part| part.trim().parse::<f64>().ok())
+            .sum()
+    };
+    let paired: Vec<f64> = rows
+        .iter()
+        .filter(|row| row[0] == server && row[1] == n.to_string())
+        .filter_map(|row| Some(value(server, row[round_at])? / value(base, row[round_at])?))
+        .collect();
+    let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if low <= 1.0 && high >= 1.0 {
+        format!("≈1 ({low:.2}–{high:.2})")
+    } else {
+        format!("{ratio:.2}")
     }
 }
 
@@ -311,13 +361,17 @@ const DB: &str = "database.csv";
 
 /// The figures of the costs section's prose, in the order they are read.
 const COSTS: &[From] = &[
-    // "Each bar is one server holding 10,000 clients on 2 cores ... on
-    // 2026-12-02 (5 min 17 s)": the run's N, machine, date and length.
+    // "Each bar is one server holding 10,000 clients on 2 cores ... the
+    // medians of 3 rounds ... on 2026-12-05 (8 min 46 s)": the run's N,
+    // machine, rounds, date and length; "whose rounds fell on both sides
+    // of 1" (the `≈1` in code is no figure).
     From::N(R, 10_000),
     From::Printed("{} cores"),
+    From::Printed("{} rounds of every server"),
     From::Printed("threads, {}"),
     From::Printed("took {} min"),
     From::Printed("min {} s"),
+    From::Constant("1", "a ratio of one: which side of it a round fell"),
     // "The future is tiny; HTTP is not."
     From::ReportLine("gotham `/sleep`"),
     From::Sum(
@@ -334,18 +388,16 @@ const COSTS: &[From] = &[
     From::Cell(Cell(R, "futures", 10_000, "KiB/waiting client")),
     From::Cell(Cell(R, "futures", 10_000, "KiB/idle connection")),
     From::Cell(Cell(R, "futures", 10_000, "memory KiB/request")),
-    // "A thread per request cost 1.92 times as much"
+    // "A thread per request cost 2.46 times as much"
     From::Ratio(
         Cell(R, "thread-per-request", 10_000, "KiB/waiting client"),
         Cell(R, "futures", 10_000, "KiB/waiting client"),
     ),
     From::Cell(Cell(R, "thread-per-request", 10_000, "KiB/waiting client")),
     From::Cell(Cell(R, "thread-per-request", 10_000, "kernel KiB/request")),
-    From::Cell(Cell(R, "thread-per-request", 1_000, "kernel KiB/request")),
-    From::N(R, 1_000),
-    From::Cell(Cell(R, "thread-per-request", 19_500, "kernel KiB/request")),
-    From::N(R, 19_500),
     From::Cell(Cell(R, "thread-per-request", 10_000, "peak threads")),
+    From::N(R, 19_500),
+    From::Cell(Cell(R, "thread-per-request", 19_500, "peak threads")),
     // "gotham costs about what the cheapest Rust server does"
     From::Ratio(
         Cell(R, "futures", 10_000, "KiB/waiting client"),

@@ -233,7 +233,8 @@ fn put_at_three(at_three: AtThree) -> std::io::Result<()> {
 
 /// The service manager's listening socket, on a port the system picks,
 /// with a queue long enough for every client that arrives while no
-/// process accepts (systemd's `Backlog=` defaults to the system's most).
+/// process accepts: 1,024, ten seconds of this test's arrivals. systemd's
+/// `Backlog=` defaults to the system's limit, as `serve::bind` asks.
 fn managers_socket() -> (socket2::Socket, SocketAddr) {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");

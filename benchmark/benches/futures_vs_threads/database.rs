@@ -334,9 +334,8 @@ pub fn serve(way: &str, url: &str, pool: &str, wait: &str) -> ! {
     };
     let router = database_example::router(Database::new(url, bounds).expect("a usable URL"));
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
+        // The same deep listen queue as every other server here.
+        let listener = serve::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("an address");
         println!("Listening for requests at http://{addr}");
         serve::serve(listener, router, futures::stream::pending()).await;

@@ -1,9 +1,12 @@
 //! The load: N connections opened first, then one sleep request on each, all
 //! at once (a closed loop of one round).
 //!
-//! Connections are opened ahead, a bounded number at a time, because a burst
-//! of thousands of connects overflows the listen backlog (128) and would
-//! measure the kernel's SYN retries (a second each) rather than the server.
+//! Connections are opened ahead, a bounded number at a time. The Rust
+//! servers and Go listen with a queue as deep as the system allows, but
+//! Node.js asks for 511, and a burst of thousands of connects would overflow
+//! that and measure the kernel's SYN retries (a second each), not the
+//! server. The connects are not what is measured: the latency counts from
+//! each request's sending, once every connection is open.
 
 use std::time::{Duration, Instant};
 
@@ -26,9 +29,13 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// A request not answered by then counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Everything measured for one server at one N.
+/// Everything measured for one server at one N, in one round.
+#[derive(Clone)]
 pub struct Run {
     pub server: Kind,
+    /// Which round this was at this server and N, from 0 (`main.rs` runs
+    /// every server R times, interleaved).
+    pub round: usize,
     /// N: the connections opened, one request each.
     pub requests: usize,
     /// The most requests in flight together, counted from the server's
@@ -300,6 +307,7 @@ pub async fn run(kind: Kind, requests: usize) -> Result<Run, String> {
     }
     Ok(Run {
         server: kind,
+        round: 0,
         requests,
         in_flight_together,
         succeeded,

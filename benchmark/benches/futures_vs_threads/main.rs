@@ -3,8 +3,10 @@
 //! would pick instead (axum, Node.js, Go).
 //!
 //! ```text
-//! cargo bench --bench futures_vs_threads            # every server, N = 1,000 to 19,500
-//! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server
+//! cargo bench --bench futures_vs_threads            # every server, N = 1,000 to 19,500, 3 rounds
+//! cargo bench --bench futures_vs_threads -- --rounds 5
+//! cargo bench --bench futures_vs_threads -- --quick # 50 requests a server, one round
+//! cargo bench --bench futures_vs_threads -- --quick --rounds 3
 //! cargo bench --bench futures_vs_threads -- --server futures --n 10000
 //! cargo bench --bench futures_vs_threads -- --relays # the relays alone
 //! cargo bench --bench futures_vs_threads -- --database # async and diesel on PostgreSQL
@@ -23,8 +25,16 @@
 //! memory, threads and CPU time (`probe.rs`) and its live heap (`heap.rs`).
 //! `sizes.rs` measures the handlers' futures themselves. `report.rs` writes
 //! a markdown table (with where the memory of a waiting request goes) to
-//! stdout, and a CSV file and two SVG charts under
-//! `target/futures_vs_threads/`.
+//! stdout, and CSV files and SVG charts under `target/futures_vs_threads/`.
+//!
+//! One round of a server says little about latency and CPU on a machine
+//! that does other things too, so the full run measures every server R
+//! times (`ROUNDS`), interleaved: at each N, every server once, then every
+//! server again (A B C A B C), so that a noisy minute falls on all of them
+//! alike, not on one. `results.csv` holds each column's median over the
+//! rounds, `rounds.csv` every round; a ratio between two servers has a
+//! range, from its rounds' ratios (round i of one over round i of the
+//! other), and `report.md` prints it.
 
 mod database;
 mod heap;
@@ -64,6 +74,8 @@ use std::path::PathBuf;
 use load::Run;
 use servers::Kind;
 
+/// How many times the full run measures each server at each N.
+const ROUNDS: usize = 3;
 /// The N of the full run; the largest the descriptor limit allows is added.
 const FULL_NS: [usize; 3] = [1_000, 5_000, 10_000];
 /// The servers run at every N.
@@ -146,10 +158,19 @@ fn main() {
         runtime.block_on(database_run(n, pool, wait, &out_dir));
     } else if full && args.iter().any(|arg| arg == "--relays") {
         runtime.block_on(relays_run(out_dir.join("relays")));
-    } else if full {
-        runtime.block_on(full_run(out_dir));
     } else {
-        runtime.block_on(quick_run(out_dir.join("quick")));
+        let rounds = |default| {
+            value_of("--rounds").map_or(default, |r| {
+                r.parse::<usize>()
+                    .expect("--rounds takes a whole number")
+                    .max(1)
+            })
+        };
+        if full {
+            runtime.block_on(full_run(out_dir, rounds(ROUNDS)));
+        } else {
+            runtime.block_on(quick_run(out_dir.join("quick"), rounds(1)));
+        }
     }
 }
 
@@ -160,13 +181,14 @@ pub struct Runs {
 }
 
 impl Runs {
-    async fn add(&mut self, kind: Kind, n: usize) {
+    /// Runs `kind` at N = `n` as round `round` (from 0).
+    async fn add(&mut self, kind: Kind, n: usize, round: usize) {
         if self.skipped.iter().any(|(skipped, _)| *skipped == kind) {
             return;
         }
-        eprintln!("{} with N = {n} ...", kind.name());
+        eprintln!("{} with N = {n}, round {} ...", kind.name(), round + 1);
         match load::run(kind, n).await {
-            Ok(run) => self.runs.push(run),
+            Ok(run) => self.runs.push(Run { round, ..run }),
             Err(why) => {
                 eprintln!("{} skipped: {why}", kind.name());
                 self.skipped.push((kind, why));
@@ -185,7 +207,7 @@ pub fn target_dir() -> PathBuf {
         })
 }
 
-async fn full_run(out_dir: PathBuf) {
+async fn full_run(out_dir: PathBuf, rounds: usize) {
     let started = std::time::Instant::now();
     let limit = probe::raise_descriptor_limit();
     // Rounded down to a multiple of 500, so the largest N reads plainly.
@@ -197,15 +219,18 @@ async fn full_run(out_dir: PathBuf) {
     if ns.last() != Some(&largest) {
         ns.push(largest);
     }
-    eprintln!("descriptor limit {limit}: N = {ns:?}");
+    eprintln!("descriptor limit {limit}: N = {ns:?}, {rounds} rounds");
 
     let mut runs = Runs {
         runs: Vec::new(),
         skipped: Vec::new(),
     };
+    // Interleaved: every server once at this N, then every server again.
     for &n in &ns {
-        for kind in COMPARED {
-            runs.add(kind, n).await;
+        for round in 0..rounds {
+            for kind in COMPARED {
+                runs.add(kind, n, round).await;
+            }
         }
     }
     for n in RELAY_NS {
@@ -213,13 +238,18 @@ async fn full_run(out_dir: PathBuf) {
             eprintln!("relays at N = {n} left out: the descriptor limit is {limit}");
             continue;
         }
-        for kind in RELAYS {
-            runs.add(kind, n).await;
+        for round in 0..rounds {
+            for kind in RELAYS {
+                runs.add(kind, n, round).await;
+            }
         }
     }
     let split_n = *ns.iter().min_by_key(|n| n.abs_diff(SPLIT_N)).expect("an N");
-    runs.add(Kind::BareHyperHoldingRequest, split_n).await;
-    runs.add(Kind::Blocking, BLOCKING_N).await;
+    for round in 0..rounds {
+        runs.add(Kind::BareHyperHoldingRequest, split_n, round)
+            .await;
+        runs.add(Kind::Blocking, BLOCKING_N, round).await;
+    }
     let longest_idle = runs
         .runs
         .iter()
@@ -229,7 +259,9 @@ async fn full_run(out_dir: PathBuf) {
     eprintln!("the longest a connection sat idle before its request: {longest_idle:?}");
     let took = started.elapsed().as_secs();
     let about = format!(
-        "{}\n\nThe whole run took {} min {} s (the build before it not counted).",
+        "{}\n\nThe whole run took {} min {} s (the build before it not counted), {rounds} \
+         rounds of every server at every N, interleaved; each figure of the first table is \
+         the median of its rounds.",
         machine_description(),
         took / 60,
         took % 60
@@ -281,23 +313,47 @@ async fn relays_run(out_dir: PathBuf) {
             continue;
         }
         for kind in [Kind::Futures, Kind::BareHyper].into_iter().chain(RELAYS) {
-            runs.add(kind, n).await;
+            runs.add(kind, n, 0).await;
         }
     }
     write_report(&runs, &sizes::measure(), &out_dir, &machine_description());
 }
 
-async fn quick_run(out_dir: PathBuf) {
+/// The quick mode: every server at a small N, one round unless asked
+/// (`--rounds`), with every part of the report checked.
+async fn quick_run(out_dir: PathBuf, rounds: usize) {
+    // The full run's medians, checked on rounds whose medians are known:
+    // the middle value of each column, a CPU cell taken whole by its sum,
+    // a `-` kept, whatever order the rounds came in.
+    let row = |cells: [&str; 4]| cells.map(str::to_string).to_vec();
+    let medians = report::median_rows(&[
+        row(["futures", "10", "3.0", "0.30 + 0.10"]),
+        row(["go", "10", "7.0", "-"]),
+        row(["futures", "10", "1.0", "0.10 + 0.50"]),
+        row(["futures", "10", "2.0", "0.20 + 0.00"]),
+    ]);
+    assert_eq!(
+        medians,
+        [
+            row(["futures", "10", "2.0", "0.30 + 0.10"]),
+            row(["go", "10", "7.0", "-"])
+        ],
+        "the medians of the rounds"
+    );
+
     let mut runs = Runs {
         runs: Vec::new(),
         skipped: Vec::new(),
     };
-    for kind in COMPARED {
-        runs.add(kind, QUICK_N).await;
-    }
-    runs.add(Kind::BareHyperHoldingRequest, QUICK_N).await;
-    for kind in RELAYS {
-        runs.add(kind, QUICK_N).await;
+    for round in 0..rounds {
+        for kind in COMPARED {
+            runs.add(kind, QUICK_N, round).await;
+        }
+        runs.add(Kind::BareHyperHoldingRequest, QUICK_N, round)
+            .await;
+        for kind in RELAYS {
+            runs.add(kind, QUICK_N, round).await;
+        }
     }
     let sizes = sizes::measure();
     write_report(&runs, &sizes, &out_dir, "quick mode");
@@ -378,7 +434,9 @@ async fn quick_run(out_dir: PathBuf) {
     }
     for file in [
         "relay.csv",
+        "relay_rounds.csv",
         "results.csv",
+        "rounds.csv",
         "chart.svg",
         "split.svg",
         "waiting_client.svg",
@@ -406,26 +464,36 @@ async fn quick_run(out_dir: PathBuf) {
 
 fn write_report(runs: &Runs, sizes: &sizes::FutureSizes, out_dir: &PathBuf, about: &str) {
     std::fs::create_dir_all(out_dir).expect("the output folder");
+    // Splitting memory into parts takes one round whose parts add up.
+    let typical = report::typical_rounds(&runs.runs);
     let table = report::markdown(&runs.runs);
     let mut document = format!("{about}\n\n{table}");
     document += &report::notes(runs);
+    document += &report::ratio_markdown(&runs.runs);
     document += &report::relay_markdown(&runs.runs);
-    document += &report::relay_split_markdown(&runs.runs);
-    if let Some(split) = report::split(&runs.runs, sizes, SPLIT_N) {
+    document += &report::relay_split_markdown(&typical);
+    if let Some(split) = report::split(&typical, sizes, SPLIT_N) {
         document += &format!("\n{}", report::split_markdown(&split, sizes));
         report::split_chart(&split, &out_dir.join("split.svg")).expect("split.svg");
     }
-    if let Some(n) = report::nearest_n(&runs.runs, SPLIT_N) {
+    if let Some(n) = report::nearest_n(&typical, SPLIT_N) {
         let path = out_dir.join("waiting_client.svg");
         // The chart names its run by the description's last part, the date.
         let first_line = about.lines().next().unwrap_or(about);
         let run_of = first_line.rsplit(", ").next().unwrap_or(first_line);
-        report::waiting_client_chart(&runs.runs, n, run_of, &path).expect("waiting_client.svg");
+        report::waiting_client_chart(&typical, n, run_of, &path).expect("waiting_client.svg");
+    }
+    if runs.runs.iter().any(|run| run.round > 0) {
+        document += &report::rounds_markdown(&runs.runs);
     }
     println!("{document}");
     std::fs::write(out_dir.join("report.md"), &document).expect("report.md");
     std::fs::write(out_dir.join("results.csv"), report::csv(&runs.runs)).expect("results.csv");
+    let rounds = report::rounds_csv(&runs.runs, &report::COLUMNS, false);
+    std::fs::write(out_dir.join("rounds.csv"), rounds).expect("rounds.csv");
     std::fs::write(out_dir.join("relay.csv"), report::relay_csv(&runs.runs)).expect("relay.csv");
+    let relay_rounds = report::rounds_csv(&runs.runs, &report::RELAY_COLUMNS, true);
+    std::fs::write(out_dir.join("relay_rounds.csv"), relay_rounds).expect("relay_rounds.csv");
     report::chart(&runs.runs, &out_dir.join("chart.svg")).expect("chart.svg");
     eprintln!("written to {}", out_dir.display());
 }

@@ -1,5 +1,12 @@
-//! The runs as a markdown table, a CSV file and two SVG charts: memory and
+//! The runs as a markdown table, CSV files and SVG charts: memory and
 //! latency against N, and where a waiting request's memory goes.
+//!
+//! A server runs R rounds at each N. The tables and `results.csv` give
+//! each figure's median over the rounds; `rounds.csv` has every round; the
+//! ratios to the example come with their range over the rounds; the charts
+//! draw medians, and the charts and tables that split one run's memory into
+//! its parts take the round whose memory per waiting client is the median
+//! (`typical_rounds`), so that the parts add up.
 
 use std::path::Path;
 
@@ -101,6 +108,84 @@ pub fn cells(run: &Run) -> Vec<String> {
     ]
 }
 
+/// A cell as a number, for medians and ratios: `a + b` is added up (CPU
+/// time is user + sys); `None` for `-` or text.
+pub fn cell_value(cell: &str) -> Option<f64> {
+    cell.split(" + ")
+        .map(|part| part.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The median of `values` (of an even count, the lower of the middle two,
+/// so that it is always a value measured); NaN if there are none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|value| value.is_finite());
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        len => values[(len - 1) / 2],
+    }
+}
+
+/// Rows of cells, the server and N first, reduced to one row per server and
+/// N, in the order they first come: each other cell is the median of its
+/// column over the rounds, as its round printed it. A column where a round
+/// has no number (`-`) keeps the first round's cell.
+pub fn median_rows(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    let key = |row: &Vec<String>| (row[0].clone(), row[1].clone());
+    let mut keys = Vec::new();
+    for row in rows {
+        if !keys.contains(&key(row)) {
+            keys.push(key(row));
+        }
+    }
+    keys.iter()
+        .map(|wanted| {
+            let group: Vec<&Vec<String>> = rows.iter().filter(|row| key(row) == *wanted).collect();
+            (0..group[0].len())
+                .map(|column| {
+                    let values: Option<Vec<(f64, &String)>> = group
+                        .iter()
+                        .map(|row| Some((cell_value(&row[column])?, &row[column])))
+                        .collect();
+                    match values {
+                        Some(mut values) if column >= 2 => {
+                            values.sort_by(|a, b| a.0.total_cmp(&b.0));
+                            values[(values.len() - 1) / 2].1.clone()
+                        }
+                        _ => group[0][column].clone(),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// For each server and N, the round whose memory per waiting client is the
+/// median of its rounds: what the memory split and the bar chart show, so
+/// that their parts add up to a total the tables give.
+pub fn typical_rounds(runs: &[Run]) -> Vec<Run> {
+    let mut typical: Vec<Run> = Vec::new();
+    for run in runs {
+        if typical
+            .iter()
+            .any(|kept| kept.server == run.server && kept.requests == run.requests)
+        {
+            continue;
+        }
+        let mut rounds: Vec<&Run> = runs
+            .iter()
+            .filter(|other| other.server == run.server && other.requests == run.requests)
+            .collect();
+        rounds.sort_by(|a, b| {
+            a.kib_per_waiting_client()
+                .total_cmp(&b.kib_per_waiting_client())
+        });
+        typical.push(rounds[(rounds.len() - 1) / 2].clone());
+    }
+    typical
+}
+
 /// What a reader of the table must know about this run: the servers that
 /// could not run, and the runs whose requests did not all overlap.
 pub fn notes(runs: &Runs) -> String {
@@ -111,10 +196,11 @@ pub fn notes(runs: &Runs) -> String {
     for run in &runs.runs {
         if run.in_flight_together < run.requests && run.server != Kind::Blocking {
             notes += &format!(
-                "- {} at N = {}: only {} requests were in flight together; its \
+                "- {} at N = {}, round {}: only {} requests were in flight together; its \
                  per-request figures divide by that\n",
                 run.server.name(),
                 run.requests,
+                run.round + 1,
                 run.in_flight_together
             );
         }
@@ -130,28 +216,182 @@ pub fn notes(runs: &Runs) -> String {
     }
 }
 
-/// The servers' runs (not the relays') as a markdown table.
+/// Every round's cells of the servers' runs (not the relays').
+fn server_rows(runs: &[Run]) -> Vec<Vec<String>> {
+    runs.iter()
+        .filter(|run| !run.server.is_relay())
+        .map(cells)
+        .collect()
+}
+
+/// The servers' runs (not the relays') as a markdown table, each figure
+/// the median of its rounds.
 pub fn markdown(runs: &[Run]) -> String {
     let mut table = format!("| {} |\n", COLUMNS.join(" | "));
     table += &format!("|{}\n", " --- |".repeat(COLUMNS.len()));
-    for run in runs.iter().filter(|run| !run.server.is_relay()) {
-        table += &format!("| {} |\n", cells(run).join(" | "));
+    for row in median_rows(&server_rows(runs)) {
+        table += &format!("| {} |\n", row.join(" | "));
     }
     table
 }
 
+/// The medians as CSV, one row per server and N: `results.csv`.
 pub fn csv(runs: &[Run]) -> String {
     let mut text = COLUMNS.join(",") + "\n";
-    for run in runs.iter().filter(|run| !run.server.is_relay()) {
-        text += &(cells(run).join(",") + "\n");
+    for row in median_rows(&server_rows(runs)) {
+        text += &(row.join(",") + "\n");
     }
     text
+}
+
+/// Every round as CSV, its number third: `rounds.csv` (and, for the
+/// relays' cells, `relay_rounds.csv`).
+pub fn rounds_csv(runs: &[Run], columns: &[&str], relays: bool) -> String {
+    let mut header: Vec<&str> = columns.to_vec();
+    header.insert(2, "round");
+    let mut text = header.join(",") + "\n";
+    for run in runs.iter().filter(|run| run.server.is_relay() == relays) {
+        let mut row = if relays {
+            relay_cells(run, runs)
+        } else {
+            cells(run)
+        };
+        row.insert(2, (run.round + 1).to_string());
+        text += &(row.join(",") + "\n");
+    }
+    text
+}
+
+/// The columns whose ratios to the example `ratio_markdown` gives.
+const RATIO_COLUMNS: [&str; 4] = [
+    "KiB/waiting client",
+    "KiB/idle connection",
+    "p99 overhead ms",
+    "server CPU s (user + sys)",
+];
+
+/// `run`'s figure in `column` (one of `COLUMNS`), as a number.
+fn figure(run: &Run, column: &str) -> Option<f64> {
+    let at = COLUMNS.iter().position(|name| *name == column)?;
+    cell_value(&cells(run)[at])
+}
+
+/// Each server's figure over the example's at the same N: the ratio of
+/// their medians, and the range of the rounds' ratios (round i of one over
+/// round i of the other). A range that holds 1 is marked: those rounds do
+/// not tell which of the two is larger.
+pub fn ratio_markdown(runs: &[Run]) -> String {
+    let rounds = runs.iter().map(|run| run.round).max().unwrap_or(0) + 1;
+    let mut table = format!(
+        "\nEach server over the example (`futures`) at the same N: the ratio of the \
+         medians, and in brackets the range of the {rounds} rounds' ratios (round i over \
+         round i); `*` marks a range that holds 1\n\n| server | N | {} |\n|{}\n",
+        RATIO_COLUMNS.join(" | "),
+        " --- |".repeat(RATIO_COLUMNS.len() + 2)
+    );
+    let mut any = false;
+    for row in median_rows(&server_rows(runs)) {
+        let (name, n) = (&row[0], row[1].parse::<usize>().unwrap_or(0));
+        let Some(kind) = Kind::from_name(name) else {
+            continue;
+        };
+        if kind == Kind::Futures || kind == Kind::Blocking {
+            continue;
+        }
+        let rounds_of = |kind: Kind| -> Vec<&Run> {
+            runs.iter()
+                .filter(|run| run.server == kind && run.requests == n && run.succeeded > 0)
+                .collect()
+        };
+        let (own, example) = (rounds_of(kind), rounds_of(Kind::Futures));
+        if example.is_empty() {
+            continue;
+        }
+        let mut cells_out = vec![name.clone(), n.to_string()];
+        for column in RATIO_COLUMNS {
+            let medians = |rounds: &[&Run]| {
+                median(
+                    rounds
+                        .iter()
+                        .filter_map(|run| figure(run, column))
+                        .collect(),
+                )
+            };
+            let ratio = medians(&own) / medians(&example);
+            let paired: Vec<f64> = own
+                .iter()
+                .filter_map(|run| {
+                    let base = example.iter().find(|other| other.round == run.round)?;
+                    Some(figure(run, column)? / figure(base, column)?)
+                })
+                .filter(|ratio| ratio.is_finite())
+                .collect();
+            let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = paired.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            cells_out.push(if !ratio.is_finite() || paired.is_empty() {
+                "-".to_string()
+            } else {
+                let mark = if low <= 1.0 && high >= 1.0 { " *" } else { "" };
+                format!("{ratio:.2} ({low:.2} to {high:.2}){mark}")
+            });
+        }
+        any = true;
+        table += &format!("| {} |\n", cells_out.join(" | "));
+    }
+    if any {
+        table
+    } else {
+        String::new()
+    }
+}
+
+/// Every round of every server (not the relays'), as a markdown table.
+pub fn rounds_markdown(runs: &[Run]) -> String {
+    let mut header: Vec<&str> = COLUMNS.to_vec();
+    header.insert(2, "round");
+    let mut table = format!(
+        "\nEvery round, in the order run\n\n| {} |\n|{}\n",
+        header.join(" | "),
+        " --- |".repeat(header.len())
+    );
+    for run in runs.iter().filter(|run| !run.server.is_relay()) {
+        let mut row = cells(run);
+        row.insert(2, (run.round + 1).to_string());
+        table += &format!("| {} |\n", row.join(" | "));
+    }
+    table
 }
 
 /// A number the chart draws for one run.
 type Metric = fn(&Run) -> f64;
 
-/// Memory per waiting client and p99 overhead against N, one line a server.
+/// One server's line in a chart: its colour and its points.
+type Line = (Kind, RGBColor, Vec<(f64, f64)>);
+
+/// The median of `value` over the rounds of `kind` at each N it ran, in
+/// the order of N.
+fn median_points(runs: &[&Run], kind: Kind, value: Metric) -> Vec<(f64, f64)> {
+    let mut ns: Vec<usize> = runs
+        .iter()
+        .filter(|run| run.server == kind)
+        .map(|run| run.requests)
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    ns.into_iter()
+        .map(|n| {
+            let values = runs
+                .iter()
+                .filter(|run| run.server == kind && run.requests == n)
+                .map(|run| value(run))
+                .collect();
+            (n as f64, median(values))
+        })
+        .collect()
+}
+
+/// Memory per waiting client and p99 overhead against N, one line a
+/// server, each point the median of its rounds.
 pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -180,9 +420,13 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
         ),
     ];
     for (area, (title, value, legend_at)) in [left, right].iter().zip(panels) {
-        let max_y = drawn
+        let lines: Vec<Line> = series
             .iter()
-            .map(|run| value(run))
+            .map(|(kind, colour)| (*kind, *colour, median_points(&drawn, *kind, value)))
+            .collect();
+        let max_y = lines
+            .iter()
+            .flat_map(|(_, _, points)| points.iter().map(|(_, y)| *y))
             .fold(0.0, f64::max)
             .max(1.0)
             * 1.1;
@@ -199,12 +443,7 @@ pub fn chart(runs: &[Run], path: &Path) -> Result<(), Box<dyn std::error::Error>
             .x_label_formatter(&|n| format!("{:.0}", n))
             .y_label_formatter(&|y| format!("{:.0}", y))
             .draw()?;
-        for (kind, colour) in &series {
-            let points: Vec<(f64, f64)> = drawn
-                .iter()
-                .filter(|run| run.server == *kind)
-                .map(|run| (run.requests as f64, value(run)))
-                .collect();
+        for (kind, colour, points) in &lines {
             chart
                 .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
                 .label(kind.name())
@@ -549,10 +788,14 @@ pub const RELAY_COLUMNS: [&str; 16] = [
 ];
 
 /// One relay run's cells, in the order of `RELAY_COLUMNS`; `runs` holds the
-/// example's own run at the same N, if there is one, for the ratio.
+/// example's own run at the same N and round, if there is one, for the
+/// ratio.
 pub fn relay_cells(run: &Run, runs: &[Run]) -> Vec<String> {
     let example = runs.iter().find(|other| {
-        other.server == Kind::Futures && other.requests == run.requests && other.succeeded > 0
+        other.server == Kind::Futures
+            && other.requests == run.requests
+            && other.round == run.round
+            && other.succeeded > 0
     });
     let ratio = example.map_or(f64::NAN, |example| {
         run.kib_per_waiting_client() / example.kib_per_waiting_client()
@@ -598,22 +841,31 @@ pub fn relay_markdown(runs: &[Run]) -> String {
         .to_string();
     table += &format!("| {} |\n", RELAY_COLUMNS.join(" | "));
     table += &format!("|{}\n", " --- |".repeat(RELAY_COLUMNS.len()));
-    for run in &relays {
-        table += &format!("| {} |\n", relay_cells(run, runs).join(" | "));
+    for row in median_rows(&relay_rows(runs)) {
+        table += &format!("| {} |\n", row.join(" | "));
     }
     table += "\n- memory is the relay process's (RSS, heap) and the kernel's (machine-wide: \
               it holds the upstream's and the load's sockets too, alike for every relay)\n\
               - × the example's waiting client: KiB/waiting request over `futures`' \
               KiB/waiting client at the same N\n\
-              - kept after: upstream connections still open a second after the last answer\n";
+              - kept after: upstream connections still open a second after the last answer\n\
+              - each figure is the median of its rounds (`relay_rounds.csv` has every round)\n";
     table
 }
 
-/// The relays' runs as CSV.
+/// Every round's cells of the relays' runs.
+fn relay_rows(runs: &[Run]) -> Vec<Vec<String>> {
+    runs.iter()
+        .filter(|run| run.server.is_relay())
+        .map(|run| relay_cells(run, runs))
+        .collect()
+}
+
+/// The relays' runs as CSV, each figure the median of its rounds.
 pub fn relay_csv(runs: &[Run]) -> String {
     let mut text = RELAY_COLUMNS.join(",") + "\n";
-    for run in runs.iter().filter(|run| run.server.is_relay()) {
-        text += &(relay_cells(run, runs).join(",") + "\n");
+    for row in median_rows(&relay_rows(runs)) {
+        text += &(row.join(",") + "\n");
     }
     text
 }

@@ -1,8 +1,11 @@
 //! The servers compared, each run in a process of its own.
 //!
 //! The Rust servers run on a tokio runtime with the same number of worker
-//! threads, and all but axum are served by the example's own loop
-//! (`src/serve/`) with its default limits, but for a longer header
+//! threads and bind through the example's `serve::bind`, so that every one
+//! has the same listen queue, as deep as the system allows (tokio's own
+//! `TcpListener::bind` asks for 128; the Go peer asks for the system's
+//! limit too, Node.js for 511). All but axum are served by the example's
+//! own loop (`src/serve/`) with its default limits, but for a longer header
 //! deadline (`benchmark_limits`):
 //!
 //! - `futures` is the example itself: its `router()` from `src/main.rs`,
@@ -77,7 +80,9 @@ use gotham::state::{FromState, State};
 use gotham_derive::{StateData, StaticResponseExtender};
 use serde_derive::Deserialize;
 
-use gotham_examples_handlers_simple_async_handlers::serve::{serve_with, GothamService, Limits};
+use gotham_examples_handlers_simple_async_handlers::serve::{
+    self, serve_with, GothamService, Limits,
+};
 
 /// The example's limits, but for a longer header deadline. The load
 /// generator opens every connection before it sends the first request, and
@@ -545,7 +550,7 @@ pub fn serve(kind: Kind, addr: &str, upstream: Option<&str>) -> ! {
         .expect("a tokio runtime");
     std::thread::spawn(answer_heap_questions);
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let listener = serve::bind(addr)
             .await
             .unwrap_or_else(|error| panic!("cannot listen on {addr}: {error}"));
         let bound = listener.local_addr().expect("a bound address");
