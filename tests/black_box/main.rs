@@ -7,6 +7,7 @@
 mod cancellation;
 mod descriptors;
 mod hostile_input;
+mod logging;
 mod manners;
 mod non_blocking;
 mod readme;

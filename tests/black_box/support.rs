@@ -69,6 +69,11 @@ fn spawn(mut command: Command, args: &[&str], descriptor_limit: Option<u64>) -> 
             });
         }
     }
+    // A developer's own `RUST_LOG` would add lines to stderr that the
+    // tests do not expect: removed, unless the test sets it.
+    if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+        command.env_remove("RUST_LOG");
+    }
     let child = command
         .args(args)
         .stdin(Stdio::null())
