@@ -51,7 +51,7 @@ use gotham::handler::{HandlerFuture, HandlerResult};
 use gotham::hyper::{Method, StatusCode, Uri};
 use gotham::middleware::{Middleware, NewMiddleware};
 use gotham::state::{FromState, State};
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{ParseError, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -225,7 +225,7 @@ pub fn init_from_env() {
 }
 
 /// `RUST_LOG` read as `Targets`; empty means nothing.
-pub fn filter_from(asked: &str) -> Result<Targets, impl fmt::Display> {
+pub fn filter_from(asked: &str) -> Result<Targets, ParseError> {
     if asked.trim().is_empty() {
         return Ok(Targets::new());
     }

@@ -177,7 +177,16 @@ fn blocking_handler(state: State) -> std::pin::Pin<Box<HandlerFuture>> {
     .boxed()
 }
 
-/// `/sleep` beside the blocking handler, behind the same middleware.
+/// The same mistake made before the future exists: the handler itself
+/// blocks, inside the middleware's `chain(state)`, then returns a future
+/// that is ready at once.
+fn blocking_before_its_future(state: State) -> std::pin::Pin<Box<HandlerFuture>> {
+    std::thread::sleep(Duration::from_millis(200));
+    let response = manners::response(&state, StatusCode::OK, mime::TEXT_PLAIN, "blocked\n");
+    futures::future::ready(Ok((state, response))).boxed()
+}
+
+/// `/sleep` beside the blocking handlers, behind the same middleware.
 fn router_with_a_blocking_route() -> Router {
     let (chain, pipelines) = single_pipeline(new_pipeline().add(RequestLog).build());
     build_router(chain, pipelines, |route| {
@@ -186,31 +195,36 @@ fn router_with_a_blocking_route() -> Router {
             .with_query_string_extractor::<super::super::QueryStringExtractor>()
             .to(super::super::sleep_handler);
         route.get("/block").to(blocking_handler);
+        route.get("/block-first").to(blocking_before_its_future);
     })
 }
 
-/// In real time: both requests take about as long, but the line tells the
-/// two kinds of waiting apart. A sleep's second is waiting, its busy time a
-/// few polls' worth; a blocking call's 200 ms are busy, a thread held.
+/// In real time, the line tells the two kinds of waiting apart. A sleep's
+/// second is waiting, its busy time a few polls' worth; a blocking call's
+/// 200 ms are busy, a thread held, whether the handler blocks in its
+/// future or before it returns one.
 #[tokio::test]
 async fn the_line_tells_a_sleep_from_a_blocking_call() {
     let (_guard, written) = logging("info");
     let server = serve(router_with_a_blocking_route()).await;
     assert_eq!(get(&server, "/sleep?seconds=1").await, StatusCode::OK);
     assert_eq!(get(&server, "/block").await, StatusCode::OK);
+    assert_eq!(get(&server, "/block-first").await, StatusCode::OK);
 
     let lines = written.lines();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     let sleep = parse(&lines[0]);
     assert_eq!(sleep.what, "GET /sleep?seconds=1 200 OK", "{sleep:?}");
     assert!(sleep.busy < Duration::from_millis(50), "{sleep:?}");
     assert!(sleep.waiting >= Duration::from_millis(950), "{sleep:?}");
 
-    let block = parse(&lines[1]);
-    assert_eq!(block.what, "GET /block 200 OK", "{block:?}");
-    assert!(block.busy >= Duration::from_millis(200), "{block:?}");
-    assert!(block.busy > block.wall / 2, "most of it busy: {block:?}");
-    assert!(block.waiting < block.busy, "{block:?}");
+    for (line, path) in lines[1..].iter().zip(["/block", "/block-first"]) {
+        let block = parse(line);
+        assert_eq!(block.what, format!("GET {path} 200 OK"), "{block:?}");
+        assert!(block.busy >= Duration::from_millis(200), "{block:?}");
+        assert!(block.busy > block.wall / 2, "most of it busy: {block:?}");
+        assert!(block.waiting < block.busy, "{block:?}");
+    }
 }
 
 /// A client that hangs up mid-sleep: hyper drops the handler's future, and

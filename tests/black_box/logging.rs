@@ -1,14 +1,19 @@
 //! `RUST_LOG` and the request log, seen from outside: unset, the binary
 //! prints only its own lines; `RUST_LOG=info` adds one line per request on
 //! stderr, a hang-up's too, and gotham's own lines through the `log` bridge.
+//! And the relay's router logs its requests as the example's does.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gotham::hyper::StatusCode;
+use gotham_examples_handlers_simple_async_handlers::request_log;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tracing_subscriber::layer::SubscriberExt;
 
+use crate::relay::start_relay;
 use crate::support::{get, Server, BINARY};
 
 /// The binary on port 0 with `RUST_LOG` as given, or unset.
@@ -123,4 +128,65 @@ async fn an_unreadable_rust_log_gets_one_line_and_no_logging() {
         lines[0].starts_with("warning: RUST_LOG=\"gotham=shouting\" is not a list of"),
         "{stderr}"
     );
+}
+
+/// What the subscriber writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Written(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Written {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
+    type Writer = Written;
+
+    fn make_writer(&'a self) -> Written {
+        self.clone()
+    }
+}
+
+/// The relay's router, served in this test's thread (a current-thread
+/// runtime) with `RUST_LOG=info`'s subscriber set for that thread, in
+/// front of the real example: the relay's line for `/relay?seconds=1` is
+/// all waiting, on the upstream's answer.
+#[tokio::test]
+async fn the_relays_router_logs_each_request() {
+    let written = Written::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(request_log::layer(written.clone()))
+        .with(request_log::filter_from("info").expect("info"));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let upstream = Server::start();
+    let relay = start_relay(&upstream.addr.to_string(), Duration::from_secs(10)).await;
+
+    let answer = get(&format!("http://{relay}/relay?seconds=1")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let text = String::from_utf8(written.0.lock().unwrap().clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let (_, line) = lines[0]
+        .split_once(" INFO request_log: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with("GET /relay?seconds=1 200 OK wall=1."),
+        "{line}"
+    );
+    // Busy: microseconds, or a few milliseconds on a loaded machine.
+    let busy = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("busy="))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(busy.ends_with("µs") || busy.ends_with("ms"), "{line}");
+    if let Some(milliseconds) = busy.strip_suffix("ms") {
+        let milliseconds: f64 = milliseconds.parse().expect("a number");
+        assert!(milliseconds < 50.0, "{line}");
+    }
 }
