@@ -14,7 +14,7 @@
 //! The line, on stderr when `RUST_LOG` asks for it (`RUST_LOG=info`):
 //!
 //! ```text
-//! 2026-12-05T16:40:02.318021Z  INFO request_log: GET /sleep?seconds=2 200 OK wall=2.001s busy=60.192µs waiting=2.001s
+//! 2026-12-05T16:15:51.735197Z  INFO request_log: GET /sleep?seconds=2 200 OK wall=2.002s busy=106.294µs waiting=2.002s
 //! ```
 //!
 //! - **busy** is the time spent inside the handler's code: in `chain(state)`
@@ -181,7 +181,7 @@ impl Timed {
     }
 }
 
-/// A duration to the microsecond or so: `2.001s`, `60.192µs`.
+/// A duration to three decimals of its unit: `2.002s`, `106.294µs`.
 struct Rounded(Duration);
 
 impl fmt::Display for Rounded {
