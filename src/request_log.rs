@@ -205,8 +205,13 @@ impl fmt::Display for Rounded {
 /// list; its `EnvFilter` reads more (span and field filters), and brings
 /// the regular-expression crates into the build for it.
 pub fn init_from_env() {
-    let asked = std::env::var("RUST_LOG").unwrap_or_default();
-    let filter = match filter_from(&asked) {
+    let asked = std::env::var_os("RUST_LOG").unwrap_or_default();
+    let asked = asked.to_string_lossy();
+    let read = match asked.contains(char::REPLACEMENT_CHARACTER) {
+        true => Err("not UTF-8".to_string()),
+        false => filter_from(&asked).map_err(|reason| reason.to_string()),
+    };
+    let filter = match read {
         Ok(filter) => filter,
         Err(reason) => {
             eprintln!(

@@ -130,6 +130,23 @@ async fn an_unreadable_rust_log_gets_one_line_and_no_logging() {
     );
 }
 
+/// Nor does a `RUST_LOG` that is not UTF-8 pass unnoticed.
+#[tokio::test]
+async fn a_rust_log_that_is_not_utf8_gets_one_line_and_no_logging() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let mut command = Command::new(BINARY);
+    command.env("RUST_LOG", std::ffi::OsStr::from_bytes(b"info\xff"));
+    let server = Server::start_program(command, &["127.0.0.1:0"], None);
+    let (_server, stderr) = requests_then_stop(server).await;
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].ends_with("(not UTF-8): nothing is logged"),
+        "{stderr}"
+    );
+}
+
 /// What the subscriber writes, kept for the test to read.
 #[derive(Clone, Default)]
 struct Written(Arc<Mutex<Vec<u8>>>);
