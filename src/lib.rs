@@ -1,4 +1,5 @@
-//! What the example's programs share: the serve loop, and HTTP's manners.
+//! What the example's programs share: the serve loop, HTTP's manners, and
+//! a middleware that logs each request's busy and waiting time.
 //!
 //! `src/main.rs` (run with `cargo run`), `examples/relay/` (`cargo run
 //! --example relay`), `examples/database/` (`cargo run --example
@@ -8,10 +9,12 @@
 //! a service manager hands over), says where it listens, and serves until
 //! Ctrl-C. The lessons are in those programs; this library is the plumbing
 //! around them, kept in one place so that every program takes in, bounds
-//! and stops its connections the same way, and
-//! answer `HEAD`, unknown paths and other methods the same way (`manners`).
+//! and stops its connections the same way,
+//! answer `HEAD`, unknown paths and other methods the same way (`manners`),
+//! and log their requests the same way when `RUST_LOG` asks (`request_log`).
 
 pub mod manners;
+pub mod request_log;
 pub mod serve;
 
 // `cargo test` compiles and runs the Rust blocks of every page as doctests

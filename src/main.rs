@@ -50,13 +50,15 @@ use futures::FutureExt;
 use gotham::handler::HandlerFuture;
 use gotham::helpers::http::Body;
 use gotham::hyper::{Response, StatusCode};
-use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
+use gotham::pipeline::{new_pipeline, single_pipeline};
+use gotham::router::builder::{build_router, DefineSingleRoute, DrawRoutes};
 use gotham::router::response::StaticResponseExtender;
 use gotham::router::Router;
 use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
+use gotham_examples_handlers_simple_async_handlers::request_log::{self, RequestLog};
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 #[cfg(test)]
@@ -212,11 +214,19 @@ pub(crate) fn loop_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
 /// router makes those answers itself, and a response extender registered
 /// for each status fills in the line (`manners::explain_404_and_405`).
 ///
+/// Every request a route takes goes first through a pipeline of one
+/// middleware, `RequestLog` (`src/request_log.rs`), which times the
+/// handler's future: with `RUST_LOG=info` each request gets a line on
+/// stderr saying how long it was busy and how long it waited. The router's
+/// own answers (the 404, the 405, and the 400 for a query string the
+/// extractor refuses) are made before any pipeline runs: no line for them.
+///
 /// Kept apart from `main` so that tests can serve it without a real address.
 /// (This and the other `pub(crate)` items are also used by the benchmark,
 /// which compiles this file into itself to measure it.)
 pub(crate) fn router() -> Router {
-    build_simple_router(|route| {
+    let (chain, pipelines) = single_pipeline(new_pipeline().add(RequestLog).build());
+    build_router(chain, pipelines, |route| {
         manners::explain_404_and_405(route, PATHS);
         route
             .get_or_head("/sleep")
@@ -237,9 +247,11 @@ pub(crate) fn router() -> Router {
 /// printing `Listening for requests at http://ADDR` once it listens, how
 /// long it waits for a client, and how it stops. The exit status says how
 /// it ended: 0 after a graceful shutdown, 130 after a second Ctrl-C, 1 if
-/// the address cannot be used.
+/// the address cannot be used. `RUST_LOG` (unset: nothing) says what is
+/// logged on stderr besides (`request_log::init_from_env`).
 #[tokio::main]
 async fn main() -> ExitCode {
+    request_log::init_from_env();
     let requested = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_ADDR.to_string());

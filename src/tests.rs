@@ -16,9 +16,12 @@ use super::*;
 use gotham::helpers::http::header::X_REQUEST_ID;
 use gotham::hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use gotham::plain::test::AsyncTestServer;
+use gotham::router::builder::build_simple_router;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+
+mod request_log;
 
 /// What a test needs to know about one answer.
 struct Answer {
@@ -47,7 +50,8 @@ type HandlerFn = fn(State) -> Pin<Box<HandlerFuture>>;
 /// keeps upstream's shape, one function with its handlers written in;
 /// `router_and_router_with_serve_the_same_routes` checks the two agree.)
 fn router_with(sleep: HandlerFn, sleep_in_a_loop: HandlerFn) -> Router {
-    build_simple_router(|route| {
+    let (chain, pipelines) = single_pipeline(new_pipeline().add(RequestLog).build());
+    build_router(chain, pipelines, |route| {
         manners::explain_404_and_405(route, PATHS);
         route
             .get_or_head("/sleep")

@@ -39,7 +39,8 @@ use gotham::handler::HandlerFuture;
 use gotham::helpers::http::Body;
 use gotham::hyper::header::CONTENT_TYPE;
 use gotham::hyper::{HeaderMap, Response, StatusCode};
-use gotham::router::builder::{build_simple_router, DefineSingleRoute, DrawRoutes};
+use gotham::pipeline::{new_pipeline, single_pipeline};
+use gotham::router::builder::{build_router, DefineSingleRoute, DrawRoutes};
 use gotham::router::response::StaticResponseExtender;
 use gotham::router::Router;
 use gotham::state::{FromState, State};
@@ -47,6 +48,7 @@ use gotham_derive::StateData;
 use serde_derive::Deserialize;
 use sha2::{Digest, Sha256};
 
+use gotham_examples_handlers_simple_async_handlers::request_log::{self, RequestLog};
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod reading;
@@ -213,9 +215,14 @@ fn digest_handler(mut state: State) -> Pin<Box<HandlerFuture>> {
 }
 
 /// The two routes. Both take `POST` only: a `GET` or `HEAD` on them gets a
-/// 405 that says so, another path a 404 (`manners`).
+/// 405 that says so, another path a 404 (`manners`). Each request a route
+/// takes passes the request log first (`src/request_log.rs`): with
+/// `RUST_LOG=info`, a line with how long its handler was busy and how long
+/// it waited, here mostly for the client's body. The router's own answers
+/// (404, 405, the 400 for `pause_ms`'s query string) get none.
 pub fn router() -> Router {
-    build_simple_router(|route| {
+    let (chain, pipelines) = single_pipeline(new_pipeline().add(RequestLog).build());
+    build_router(chain, pipelines, |route| {
         manners::explain_404_and_405(route, PATHS);
         route.post("/sleep").to(sleep_handler);
         route
@@ -227,6 +234,7 @@ pub fn router() -> Router {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    request_log::init_from_env();
     let listen = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_ADDR.to_string());

@@ -58,6 +58,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
+use gotham_examples_handlers_simple_async_handlers::request_log::{self, RequestLog};
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod postgres;
@@ -192,14 +193,18 @@ fn respond(state: State, what: &str, answer: Result<String, Failure>) -> (State,
 }
 
 /// The two routes, behind a pipeline that puts the pool into each
-/// request's `State`, as the relay's does with its HTTP client.
+/// request's `State`, as the relay's does with its HTTP client, after
+/// `RequestLog`, which logs each request's line when `RUST_LOG` asks.
 ///
 /// As in `main.rs`, each route answers `HEAD` too (`get_or_head`): the
 /// handler runs, so a `HEAD` on `/sleep` runs its query and a `HEAD` on
 /// `/visit` counts a visit, and the client gets the headers without the
 /// body. A 404 or 405 gets a line saying why (`manners`).
 pub fn router(database: Database) -> Router {
-    let pipeline = new_pipeline().add(StateMiddleware::new(database)).build();
+    let pipeline = new_pipeline()
+        .add(RequestLog)
+        .add(StateMiddleware::new(database))
+        .build();
     let (chain, pipelines) = single_pipeline(pipeline);
     build_router(chain, pipelines, |route| {
         manners::explain_404_and_405(route, PATHS);
@@ -216,6 +221,7 @@ pub fn router(database: Database) -> Router {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    request_log::init_from_env();
     let listen = std::env::args()
         .nth(1)
         .unwrap_or_else(|| DEFAULT_ADDR.to_string());

@@ -69,6 +69,7 @@ use gotham::state::{FromState, State};
 use gotham_derive::StateData;
 use serde_derive::Deserialize;
 
+use gotham_examples_handlers_simple_async_handlers::request_log::{self, RequestLog};
 use gotham_examples_handlers_simple_async_handlers::{manners, serve};
 
 mod upstream;
@@ -293,7 +294,9 @@ fn respond(state: State, what: &str, answer: Result<Bytes, Failure>) -> (State, 
 /// The three routes, behind a pipeline that puts the two shared things into
 /// each request's `State`, where `borrow_from` finds them.
 ///
-/// A pipeline is gotham's list of middleware run before a route's handler;
+/// A pipeline is gotham's list of middleware run before a route's handler.
+/// The first, `RequestLog`, logs each request's line when `RUST_LOG` asks
+/// (as in `main.rs`; the router's own 404, 405 and 400 get none);
 /// `StateMiddleware` is the one that shares a value. It stores the value
 /// once and clones it into each request: a clone of `Upstream` is a handle
 /// to the same client and pool, a clone of `Turns` one to the same
@@ -308,6 +311,7 @@ fn respond(state: State, what: &str, answer: Result<Bytes, Failure>) -> (State, 
 /// or 405 gets a line saying why (`manners`).
 pub fn router(upstream: Upstream, turns: Turns) -> Router {
     let pipeline = new_pipeline()
+        .add(RequestLog)
         .add(StateMiddleware::new(upstream))
         .add(StateMiddleware::new(turns))
         .build();
@@ -333,10 +337,11 @@ pub fn router(upstream: Upstream, turns: Turns) -> Router {
 async fn main() -> ExitCode {
     // gotham reports through the `log` crate: the cause a `HandlerError`
     // carries, a query string it could not parse, a handler's panic. No
-    // line goes anywhere until a program installs a logger. This one, on
-    // stderr, stays silent unless `RUST_LOG` asks, for example
-    // `RUST_LOG=gotham=debug cargo run --example relay`.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
+    // line goes anywhere until a program sets up a logger. This one (the
+    // library's, which every program calls) writes on stderr what
+    // `RUST_LOG` asks for and nothing when it is unset: `RUST_LOG=info`
+    // for each request's line, `RUST_LOG=gotham=debug,info` with gotham's.
+    request_log::init_from_env();
 
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_string());

@@ -28,7 +28,7 @@ use crate::support::{client, get, get_with, Server};
 pub(crate) const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Serves a gotham router on the shared serve loop, on a free port.
-async fn serve_router(router: gotham::router::Router) -> SocketAddr {
+pub(crate) async fn serve_router(router: gotham::router::Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("an address");
     tokio::spawn(serve::serve(listener, router, futures::stream::pending()));

@@ -83,6 +83,11 @@ fn spawn(
             });
         }
     }
+    // A developer's own `RUST_LOG` would add lines to stderr that the
+    // tests do not expect: removed, unless the test sets it.
+    if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+        command.env_remove("RUST_LOG");
+    }
     let child = command
         .args(args)
         .stdin(Stdio::null())

@@ -97,6 +97,8 @@ impl Example {
 
     /// Runs `command` with its output piped to readers.
     fn spawn(mut command: Command) -> Example {
+        // A developer's own `RUST_LOG` would add lines to stderr.
+        command.env_remove("RUST_LOG");
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -221,3 +221,70 @@ async fn head_is_answered_as_get_without_a_body_and_a_404_or_405_says_why() {
         "POST is not allowed on /visit: it takes GET or HEAD\n"
     );
 }
+
+/// What the request log writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Written {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
+    type Writer = Written;
+
+    fn make_writer(&'a self) -> Written {
+        self.clone()
+    }
+}
+
+/// The lesson's pipeline starts with the request log: with the subscriber
+/// `RUST_LOG=request_log=info` makes, set for this test's thread (where the
+/// lesson's tasks run), a one-second `pg_sleep` logs its second as waiting.
+#[tokio::test]
+async fn the_lessons_router_logs_each_request_with_its_wait() {
+    use gotham_examples_handlers_simple_async_handlers::request_log;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let Some(postgres) = Postgres::start().await else {
+        return;
+    };
+    let written = Written::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(request_log::layer(written.clone()))
+        .with(request_log::filter_from("request_log=info").expect("a filter"));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let lesson = serve_lesson(&postgres.url(), lesson_bounds()).await;
+
+    let answer = get(lesson, "/sleep?seconds=1").await;
+    assert_eq!(answer, (200, "slept for 1 seconds\n".to_string()));
+    let text = String::from_utf8(written.0.lock().unwrap().clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let (_, line) = lines[0]
+        .split_once(" INFO request_log: ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with("GET /sleep?seconds=1 200 OK wall=1."),
+        "{line}"
+    );
+    let busy = line
+        .split(' ')
+        .find_map(|field| field.strip_prefix("busy="))
+        .unwrap_or_else(|| panic!("{line}"));
+    // Microseconds, or a few milliseconds on a loaded machine: far from
+    // the second the query took.
+    let small = busy.ends_with("µs")
+        || busy
+            .strip_suffix("ms")
+            .and_then(|milliseconds| milliseconds.parse::<f64>().ok())
+            .is_some_and(|milliseconds| milliseconds < 100.0);
+    assert!(small, "{line}");
+}
