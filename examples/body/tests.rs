@@ -479,7 +479,7 @@ async fn a_slow_reader_makes_the_clients_sends_wait() {
             Err(_) => break,
         }
     }
-    // The two kernel buffers, hyper's read buffer (at most about 400 KiB)
+    // The two kernel buffers, hyper's read buffer (at most 128 KiB here)
     // and the frame the handler holds: well under a MiB.
     assert!(
         sent < 1 << 20,

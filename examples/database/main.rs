@@ -34,8 +34,8 @@
 //!   cannot be reached a 503 naming it and why; each one line.
 //!
 //! The database is the one `DATABASE_URL` names (the variable sqlx, diesel
-//! and most hosts read), its `sslmode` meaning what it means to psql
-//! (`tls.rs`); by default PostgreSQL's socket on this machine,
+//! and most hosts read), its `sslmode` read as libpq reads it, with the
+//! few exceptions `tls.rs` lists; by default PostgreSQL's socket on this machine,
 //! as the system user, in the database of that user's name. The program
 //! starts without it and says so on stderr; each request then gets the
 //! failure until the database is there. Arguments: `[LISTEN]`, HOST:PORT,
@@ -73,7 +73,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:7880";
 
 /// The database when `DATABASE_URL` is not set: PostgreSQL's socket in
 /// Debian's and Ubuntu's place, as the system user, in the database named
-/// after that user. README.md says how to make both on a stock install.
+/// after that user. docs/database.md says how to make both on a stock install.
 pub const DEFAULT_DATABASE_URL: &str = "postgresql://%2Fvar%2Frun%2Fpostgresql";
 
 /// How long a request waits for a connection, and how long a query may run.

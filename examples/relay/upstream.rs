@@ -164,7 +164,8 @@ const ENFILE: i32 = 23;
 /// How many requests the relay has at the upstream at once, at most.
 ///
 /// Each one holds two descriptors in the relay (its client's connection and
-/// its own to the upstream), and many systems give a process 1,024. These
+/// its own to the upstream), and where a process's hard descriptor limit
+/// is 1,024 (the start-up raise cannot pass it), that is all it has. These
 /// 256 and as many kept idle in the pool make at most 512 upstream
 /// connections, half of those; the other half is for the relay's clients,
 /// who wait for a turn at the cost of a small future each. It also

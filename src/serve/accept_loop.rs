@@ -43,7 +43,7 @@ impl Accept for TcpListener {
 /// while reads fill it, as a fast upload's do; a frame it hands a handler
 /// is a slice of the buffer and keeps it alive, so a handler that holds a
 /// frame while it pauses costs up to two buffers. With the default, 100
-/// uploads to the body lesson's slowest `/digest` peaked at 100.4 MiB;
+/// uploads to the body lesson's `/digest?pause_ms=100` peaked at 100.4 MiB;
 /// with this, at 39.3 MiB (docs/body.md). It also bounds a request head,
 /// a limit no sane head meets (a 64 KiB URI is refused first, with a 414).
 const READ_BUFFER_AT_MOST: usize = 128 * 1024;

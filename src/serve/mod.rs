@@ -21,8 +21,10 @@
 //!
 //! - a connection must send a complete request head within a deadline;
 //! - hyper's buffers are made only once a client has sent a byte, and a
-//!   waiting request does not keep them (`detach_head`), so what a waiting
-//!   client costs is close to what bare hyper's costs;
+//!   waiting request's head is copied out of the read buffer
+//!   (`detach_head`), so that hyper need not make a second one while the
+//!   request waits: what a waiting client costs is close to what bare
+//!   hyper's costs;
 //! - a connection's read buffer grows to 128 KiB at most, not hyper's
 //!   400 KiB, so uploads read slowly keep memory flat;
 //! - out of descriptors, it closes the connection idle the longest to make

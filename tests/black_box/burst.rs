@@ -85,6 +85,17 @@ fn raise_own_descriptor_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// Says why the burst did not run, on the terminal itself (the test runner
+/// hides what a passing test prints); under CI, where the claim must be
+/// checked, fails instead.
+fn skip(why: &str) {
+    use std::io::Write;
+    if std::env::var_os("CI").is_some() {
+        panic!("the burst test cannot run: {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED: the burst test did not run: {why}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_two_thousand_clients_is_answered_with_none_waiting_a_second_more() {
     let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -92,19 +103,17 @@ async fn a_burst_of_two_thousand_clients_is_answered_with_none_waiting_a_second_
         .and_then(|text| text.trim().parse().ok())
         .unwrap_or(0);
     if somaxconn < 1_100 {
-        println!(
-            "SKIPPED: net.core.somaxconn is {somaxconn} here, so no listen queue can hold a \
-             burst of {CLIENTS} (`sysctl -w net.core.somaxconn=4096` to run this test)"
-        );
-        return;
+        return skip(&format!(
+            "net.core.somaxconn is {somaxconn} here, so no listen queue can hold a burst of \
+             {CLIENTS} (`sysctl -w net.core.somaxconn=4096` to run this test)"
+        ));
     }
     let own_limit = raise_own_descriptor_limit();
     if own_limit < CLIENTS as u64 + 200 {
-        println!(
-            "SKIPPED: this test process may open {own_limit} descriptors, too few for \
-             {CLIENTS} clients (raise the hard limit, `ulimit -Hn`, to run this test)"
-        );
-        return;
+        return skip(&format!(
+            "this test process may open {own_limit} descriptors, too few for {CLIENTS} \
+             clients (raise the hard limit, `ulimit -Hn`, to run this test)"
+        ));
     }
 
     let server = Server::start_with_descriptor_limits(SOFT_LIMIT, HARD_LIMIT);
