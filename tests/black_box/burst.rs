@@ -93,7 +93,10 @@ fn skip(why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("the burst test cannot run: {why}");
     }
-    let _ = writeln!(std::io::stderr(), "SKIPPED: the burst test did not run: {why}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: the burst test did not run: {why}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
