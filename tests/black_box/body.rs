@@ -250,6 +250,31 @@ async fn out_of_descriptors_requests_trickling_their_bodies_give_way_and_busy_ha
             tokio::time::timeout(Duration::from_secs(10), pausing.read_to_end(&mut answer)).await;
         String::from_utf8_lossy(&answer).into_owned()
     });
+    // An honest upload, 100 bytes every 50 ms (2,000 a second, four times
+    // the minimum rate): its handler waits on its client between frames,
+    // but the body keeps ahead of the rate, so it is never taken for idle.
+    let mut steady = TcpStream::connect(server.addr).await.expect("connects");
+    steady
+        .write_all(
+            b"POST /digest HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .expect("sends the head");
+    let steady = tokio::spawn(async move {
+        for _ in 0..50 {
+            let chunk = [b"64\r\n".as_slice(), &[b'x'; 100], b"\r\n"].concat();
+            if steady.write_all(&chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = steady.write_all(b"0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), steady.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
     let tricklers: Vec<_> = (0..TRICKLERS)
         .map(|_| tokio::spawn(trickle(server.addr)))
         .collect();
@@ -286,6 +311,11 @@ async fn out_of_descriptors_requests_trickling_their_bodies_give_way_and_busy_ha
             "\r\n\r\n3 bytes, sha256 ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
         ),
         "the handler pausing between frames was not answered in full: {paused}"
+    );
+    let steady = steady.await.expect("the steady client's task");
+    assert!(
+        steady.starts_with("HTTP/1.1 200 OK\r\n") && steady.contains("\r\n\r\n5000 bytes, sha256 "),
+        "an upload keeping ahead of the minimum rate was not answered in full: {steady}"
     );
     for trickler in tricklers {
         trickler.abort();

@@ -119,7 +119,7 @@ async fn a_burst_of_two_thousand_clients_is_answered_with_none_waiting_a_second_
         ));
     }
 
-    let server = Server::start_with_descriptor_limits(SOFT_LIMIT, HARD_LIMIT);
+    let mut server = Server::start_with_descriptor_limits(SOFT_LIMIT, HARD_LIMIT);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| tokio::spawn(one_client(server.addr)))
         .collect();
@@ -157,4 +157,10 @@ async fn a_burst_of_two_thousand_clients_is_answered_with_none_waiting_a_second_
          descriptors; {summary}"
     );
     eprintln!("{CLIENTS} clients at once, all answered; {summary}");
+    // The raise worked, so it said nothing.
+    let stderr = server.stop_for_stderr().await;
+    assert_eq!(
+        stderr, "",
+        "a descriptor limit raised without a hitch printed a line"
+    );
 }
