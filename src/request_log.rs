@@ -205,15 +205,18 @@ impl fmt::Display for Rounded {
 /// list; its `EnvFilter` reads more (span and field filters), and brings
 /// the regular-expression crates into the build for it.
 pub fn init_from_env() {
-    let asked = std::env::var_os("RUST_LOG").unwrap_or_default();
-    let asked = asked.to_string_lossy();
-    let read = match asked.contains(char::REPLACEMENT_CHARACTER) {
-        true => Err("not UTF-8".to_string()),
-        false => filter_from(&asked).map_err(|reason| reason.to_string()),
+    // A value that is not UTF-8 is refused, not read lossily: lossily,
+    // `info\xff` would pass for the name of a target and log nothing.
+    let read = match std::env::var("RUST_LOG") {
+        Ok(asked) => filter_from(&asked).map_err(|reason| (asked, reason.to_string())),
+        Err(std::env::VarError::NotPresent) => Ok(Targets::new()),
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            Err((raw.to_string_lossy().into_owned(), "not UTF-8".to_string()))
+        }
     };
     let filter = match read {
         Ok(filter) => filter,
-        Err(reason) => {
+        Err((asked, reason)) => {
             eprintln!(
                 "warning: RUST_LOG={asked:?} is not a list of TARGET=LEVEL such as \
                  `info` or `gotham=debug,info` ({reason}): nothing is logged"

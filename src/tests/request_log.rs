@@ -4,7 +4,6 @@
 //! (a subscriber set for the test's thread: every test here runs on a
 //! current-thread runtime, so the server's tasks run on that thread too).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -17,50 +16,15 @@ use gotham::router::Router;
 use gotham::state::State;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "../../tests/black_box/log_lines.rs"]
+mod log_lines;
+use log_lines::Written;
 
 // `super::super`, not `crate`: the benchmark compiles `main.rs` as a module.
 use super::super::request_log::{self, RequestLog};
 use super::super::{manners, router, serve};
-
-/// What the subscriber writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Written(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Written {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Written {
-    type Writer = Written;
-
-    fn make_writer(&'a self) -> Written {
-        self.clone()
-    }
-}
-
-impl Written {
-    /// The request log's lines so far, from their method on (the time
-    /// before it differs from run to run).
-    fn lines(&self) -> Vec<String> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8");
-        let marker = format!(" INFO {}: ", request_log::TARGET);
-        text.lines()
-            .map(|line| match line.split_once(&marker) {
-                Some((_, rest)) => rest.to_string(),
-                None => panic!("not a request log line: {line:?}"),
-            })
-            .collect()
-    }
-}
 
 /// Logs as `RUST_LOG` asks, on this thread, until the guard is dropped.
 fn logging(rust_log: &str) -> (tracing::subscriber::DefaultGuard, Written) {

@@ -5,7 +5,6 @@
 //! example's does.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gotham::hyper::StatusCode;
@@ -14,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::log_lines::Written;
 use crate::relay::{serve_router, start_relay};
 use crate::support::{get, raw_exchange, Server, BINARY};
 
@@ -148,29 +148,6 @@ async fn a_rust_log_that_is_not_utf8_gets_one_line_and_no_logging() {
     );
 }
 
-/// What the subscriber writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Written(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Written {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
-    type Writer = Written;
-
-    fn make_writer(&'a self) -> Written {
-        self.clone()
-    }
-}
-
 /// The relay's router, served in this test's thread (a current-thread
 /// runtime) with `RUST_LOG=info`'s subscriber set for that thread, in
 /// front of the real example: the relay's line for `/relay?seconds=1` is
@@ -187,12 +164,9 @@ async fn the_relays_router_logs_each_request() {
 
     let answer = get(&format!("http://{relay}/relay?seconds=1")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let text = String::from_utf8(written.0.lock().unwrap().clone()).expect("UTF-8");
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let (_, line) = lines[0]
-        .split_once(" INFO request_log: ")
-        .unwrap_or_else(|| panic!("{text}"));
+    let lines = written.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
     assert!(
         line.starts_with("GET /relay?seconds=1 200 OK wall=1."),
         "{line}"
@@ -222,11 +196,8 @@ async fn the_body_lessons_router_logs_each_request_with_its_wait() {
                    Content-Length: 14\r\nConnection: close\r\n\r\n{\"seconds\": 1}";
     let answer = String::from_utf8(raw_exchange(lesson, request.as_bytes()).await).expect("UTF-8");
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    let text = String::from_utf8(written.0.lock().unwrap().clone()).expect("UTF-8");
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let (_, line) = lines[0]
-        .split_once(" INFO request_log: ")
-        .unwrap_or_else(|| panic!("{text}"));
+    let lines = written.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
     assert!(line.starts_with("POST /sleep 200 OK wall=1."), "{line}");
 }

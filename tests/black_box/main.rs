@@ -9,6 +9,7 @@ mod burst;
 mod cancellation;
 mod descriptors;
 mod hostile_input;
+mod log_lines;
 mod logging;
 mod manners;
 mod non_blocking;

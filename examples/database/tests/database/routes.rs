@@ -8,6 +8,10 @@ use crate::example::{Bounds, Database, DEFAULT_DATABASE_URL};
 use crate::throwaway::Postgres;
 use crate::{ask, get, lesson_bounds, serve_lesson, PATIENCE};
 
+#[path = "../../../../tests/black_box/log_lines.rs"]
+mod log_lines;
+use log_lines::Written;
+
 #[tokio::test]
 async fn sleep_answers_the_examples_line_after_the_databases_wait() {
     let Some(postgres) = Postgres::start().await else {
@@ -222,29 +226,6 @@ async fn head_is_answered_as_get_without_a_body_and_a_404_or_405_says_why() {
     );
 }
 
-/// What the request log writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Written {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Written {
-    type Writer = Written;
-
-    fn make_writer(&'a self) -> Written {
-        self.clone()
-    }
-}
-
 /// The lesson's pipeline starts with the request log: with the subscriber
 /// `RUST_LOG=request_log=info` makes, set for this test's thread (where the
 /// lesson's tasks run), a one-second `pg_sleep` logs its second as waiting.
@@ -265,12 +246,9 @@ async fn the_lessons_router_logs_each_request_with_its_wait() {
 
     let answer = get(lesson, "/sleep?seconds=1").await;
     assert_eq!(answer, (200, "slept for 1 seconds\n".to_string()));
-    let text = String::from_utf8(written.0.lock().unwrap().clone()).expect("UTF-8");
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    let (_, line) = lines[0]
-        .split_once(" INFO request_log: ")
-        .unwrap_or_else(|| panic!("{text}"));
+    let lines = written.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
     assert!(
         line.starts_with("GET /sleep?seconds=1 200 OK wall=1."),
         "{line}"
